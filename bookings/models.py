@@ -1,0 +1,297 @@
+"""Resources and bookings. A booking's state moves only through the @transition methods below;
+each one changes database fields and nothing else (side effects run in the saga's Celery tasks,
+which call these transitions to record their outcome)."""
+
+import secrets
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils import timezone
+from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
+
+
+class Resource(models.Model):
+    """A bookable unit: at most `capacity` confirmed bookings on any night."""
+
+    code = models.SlugField(max_length=32, unique=True)
+    name = models.CharField(max_length=120)
+    capacity = models.PositiveIntegerField(help_text="Bookings it can hold on one night.")
+    nightly_price = models.DecimalField(
+        max_digits=10, decimal_places=2, validators=[MinValueValidator(Decimal("0.00"))]
+    )
+    currency = models.CharField(max_length=3, default="EUR")
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+
+def new_reference() -> str:
+    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+    return "BK-" + "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+class Booking(ConcurrentTransitionMixin, models.Model):
+    class State(models.TextChoices):
+        PENDING = "pending"
+        FRAUD_CHECK = "fraud_check"
+        PREAUTHORIZING = "preauthorizing"
+        CONFIRMING = "confirming"
+        NOTIFYING = "notifying"
+        COMPLETED = "completed"
+        COMPENSATING = "compensating"
+        CANCELLED = "cancelled"
+        REQUIRES_ATTENTION = "requires_attention"
+
+    class CancellationReason(models.TextChoices):
+        FRAUD_REJECTED = "fraud_rejected"
+        PAYMENT_DECLINED = "payment_declined"
+        UNAVAILABLE = "unavailable"
+        STEP_FAILED = "step_failed"
+        TIMEOUT = "timeout"
+        CUSTOMER_CANCELLED = "customer_cancelled"
+        OPERATOR_CANCELLED = "operator_cancelled"
+
+    class PaymentStatus(models.TextChoices):
+        NONE = "none"
+        AUTHORIZED = "authorized"
+        DECLINED = "declined"
+        VOIDED = "voided"
+
+    class RoomStatus(models.TextChoices):
+        NONE = "none"
+        RESERVED = "reserved"
+        RELEASED = "released"
+
+    IN_FLIGHT = (
+        State.PENDING,
+        State.FRAUD_CHECK,
+        State.PREAUTHORIZING,
+        State.CONFIRMING,
+        State.NOTIFYING,
+        State.COMPENSATING,
+    )
+    TERMINAL = (State.COMPLETED, State.CANCELLED, State.REQUIRES_ATTENTION)
+    # The state a booking is in while each saga step runs.
+    STEP_STATES = {
+        "fraud_check": State.FRAUD_CHECK,
+        "preauthorize": State.PREAUTHORIZING,
+        "confirm": State.CONFIRMING,
+        "send_email": State.NOTIFYING,
+    }
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    reference = models.CharField(max_length=16, unique=True, default=new_reference, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="bookings",
+    )
+    resource = models.ForeignKey(Resource, on_delete=models.PROTECT, related_name="bookings")
+    check_in = models.DateField()
+    check_out = models.DateField()
+    guest_name = models.CharField(max_length=120)
+    guest_email = models.EmailField()
+    payment_token = models.CharField(max_length=64, help_text="Provider token; never card data.")
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3)
+
+    state = FSMField(default=State.PENDING, choices=State.choices, protected=True, db_index=True)
+    state_changed_at = models.DateTimeField(default=timezone.now)
+    cancellation_reason = models.CharField(
+        max_length=24, choices=CancellationReason.choices, blank=True
+    )
+    attention_reason = models.CharField(max_length=255, blank=True)
+    fraud_decision = models.CharField(max_length=16, blank=True)
+    payment_status = models.CharField(
+        max_length=12, choices=PaymentStatus.choices, default=PaymentStatus.NONE
+    )
+    authorization_ref = models.CharField(max_length=64, blank=True, db_index=True)
+    room_status = models.CharField(
+        max_length=12, choices=RoomStatus.choices, default=RoomStatus.NONE
+    )
+    reservation_ref = models.CharField(max_length=64, blank=True, db_index=True)
+    confirmation_sent_at = models.DateTimeField(null=True, blank=True)
+    cancellation_sent_at = models.DateTimeField(null=True, blank=True)
+    saga = models.OneToOneField(
+        "sagas.Saga", on_delete=models.PROTECT, null=True, blank=True, related_name="booking"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(check_out__gt=models.F("check_in")),
+                name="booking_checkout_after_checkin",
+            ),
+        ]
+        permissions = [
+            ("retry_booking", "Can retry a booking's failed or stuck step"),
+            ("compensate_booking", "Can compensate (undo) a booking"),
+            ("resolve_booking", "Can resolve a booking by hand"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference} ({self.state})"
+
+    @property
+    def nights(self) -> int:
+        return (self.check_out - self.check_in).days
+
+    # --- guards ------------------------------------------------------------------------------
+
+    def fraud_approved(self) -> bool:
+        return self.fraud_decision == "approved"
+
+    def payment_held(self) -> bool:
+        return self.payment_status == self.PaymentStatus.AUTHORIZED and bool(
+            self.authorization_ref
+        )
+
+    def room_held(self) -> bool:
+        return self.room_status == self.RoomStatus.RESERVED and bool(self.reservation_ref)
+
+    def confirmation_sent(self) -> bool:
+        return self.confirmation_sent_at is not None
+
+    def nothing_held(self) -> bool:
+        return not self.payment_held() and not self.room_held()
+
+    # --- transitions (database only) ------------------------------------------------------------
+
+    def _moved(self) -> None:
+        self.state_changed_at = timezone.now()
+
+    @transition(field=state, source=State.PENDING, target=State.FRAUD_CHECK)
+    def start_saga(self) -> None:
+        self._moved()
+
+    @transition(
+        field=state,
+        source=State.FRAUD_CHECK,
+        target=State.PREAUTHORIZING,
+        conditions=[fraud_approved],
+    )
+    def begin_preauthorization(self) -> None:
+        self._moved()
+
+    @transition(
+        field=state, source=State.PREAUTHORIZING, target=State.CONFIRMING, conditions=[payment_held]
+    )
+    def begin_confirmation(self) -> None:
+        self._moved()
+
+    @transition(
+        field=state,
+        source=State.CONFIRMING,
+        target=State.NOTIFYING,
+        conditions=[payment_held, room_held],
+    )
+    def begin_notification(self) -> None:
+        self._moved()
+
+    @transition(
+        field=state,
+        source=State.NOTIFYING,
+        target=State.COMPLETED,
+        conditions=[payment_held, room_held, confirmation_sent],
+    )
+    def complete(self) -> None:
+        self._moved()
+
+    @transition(
+        field=state,
+        source=[
+            State.FRAUD_CHECK,
+            State.PREAUTHORIZING,
+            State.CONFIRMING,
+            State.NOTIFYING,
+            State.COMPLETED,
+            State.REQUIRES_ATTENTION,
+        ],
+        target=State.COMPENSATING,
+    )
+    def begin_compensation(self, reason: str) -> None:
+        self._moved()
+        valid = {c.value for c in self.CancellationReason}
+        self.cancellation_reason = reason if reason in valid else self.CancellationReason.STEP_FAILED
+        self.attention_reason = ""
+
+    @transition(
+        field=state, source=State.COMPENSATING, target=State.CANCELLED, conditions=[nothing_held]
+    )
+    def finish_cancellation(self) -> None:
+        self._moved()
+
+    @transition(
+        field=state,
+        source=[
+            State.FRAUD_CHECK,
+            State.PREAUTHORIZING,
+            State.CONFIRMING,
+            State.NOTIFYING,
+            State.COMPENSATING,
+        ],
+        target=State.REQUIRES_ATTENTION,
+    )
+    def require_attention(self, reason: str) -> None:
+        self._moved()
+        self.attention_reason = reason[:255]
+
+    @transition(
+        field=state,
+        source=State.REQUIRES_ATTENTION,
+        target=RETURN_VALUE(
+            State.FRAUD_CHECK, State.PREAUTHORIZING, State.CONFIRMING, State.NOTIFYING
+        ),
+        custom={"admin": False},
+    )
+    def resume(self, step: str) -> str:
+        self._moved()
+        self.attention_reason = ""
+        return self.STEP_STATES[step]
+
+    @transition(
+        field=state,
+        source=State.REQUIRES_ATTENTION,
+        target=State.COMPENSATING,
+        conditions=[lambda b: bool(b.cancellation_reason)],
+        custom={"admin": False},
+    )
+    def resume_compensation(self) -> None:
+        self._moved()
+        self.attention_reason = ""
+
+    @transition(
+        field=state,
+        source=State.REQUIRES_ATTENTION,
+        target=State.COMPLETED,
+        permission="bookings.resolve_booking",
+        custom={"admin": False},
+    )
+    def resolve_completed(self) -> None:
+        self._moved()
+        self.attention_reason = ""
+
+    @transition(
+        field=state,
+        source=State.REQUIRES_ATTENTION,
+        target=State.CANCELLED,
+        permission="bookings.resolve_booking",
+        custom={"admin": False},
+    )
+    def resolve_cancelled(self) -> None:
+        self._moved()
+        self.attention_reason = ""
+        if not self.cancellation_reason:
+            self.cancellation_reason = self.CancellationReason.OPERATOR_CANCELLED

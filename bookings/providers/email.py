@@ -1,0 +1,70 @@
+"""E-mail through Django's e-mail framework, with plain-text and HTML templates under
+templates/email/. The ledger makes each idempotency key send at most one message. The sandbox
+fails (transiently) every send to an address starting with bounce@."""
+
+import smtplib
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from sagas.errors import TransientError
+
+from .base import EmailReceipt
+from .models import EmailRecord
+
+
+class DjangoEmailSender:
+    def send(
+        self, *, idempotency_key: str, to: str, template: str, context: dict[str, Any]
+    ) -> EmailReceipt:
+        """Send once per key: a key already sent returns its first message id."""
+        error = ""
+        with transaction.atomic():
+            record, _ = EmailRecord.objects.select_for_update().get_or_create(
+                idempotency_key=idempotency_key, defaults={"to": to, "template": template}
+            )
+            if record.status == EmailRecord.Status.SENT:
+                return EmailReceipt(record.message_id)
+            record.attempts += 1
+            subject = render_to_string(f"email/{template}_subject.txt", context).strip()
+            message_id = f"<{uuid.uuid4()}@bookings>"
+            try:
+                self.deliver(to, subject, template, context, message_id)
+            except (smtplib.SMTPException, OSError, TransientError) as exc:
+                error = str(exc)[:255] or type(exc).__name__
+                record.last_error = error
+            else:
+                record.status = EmailRecord.Status.SENT
+                record.subject, record.message_id = subject, message_id
+                record.sent_at = timezone.now()
+            record.save()
+        if error:
+            raise TransientError(f"e-mail not sent: {error}", code="email")
+        return EmailReceipt(record.message_id)
+
+    def deliver(
+        self, to: str, subject: str, template: str, context: dict[str, Any], message_id: str
+    ) -> None:
+        """Render and hand the message to Django's configured e-mail backend."""
+        text = render_to_string(f"email/{template}.txt", context)
+        html = render_to_string(f"email/{template}.html", context)
+        message = EmailMultiAlternatives(
+            subject, text, settings.DEFAULT_FROM_EMAIL, [to], headers={"Message-ID": message_id}
+        )
+        message.attach_alternative(html, "text/html")
+        message.send()
+
+
+class SandboxEmailSender(DjangoEmailSender):
+    def deliver(
+        self, to: str, subject: str, template: str, context: dict[str, Any], message_id: str
+    ) -> None:
+        """Bounce every address starting with bounce@; deliver the rest."""
+        if to.lower().startswith("bounce@"):
+            raise TransientError("mailbox unavailable (sandbox bounce@)", code="email")
+        super().deliver(to, subject, template, context, message_id)

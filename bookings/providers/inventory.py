@@ -1,0 +1,68 @@
+"""Room inventory. The sandbox holds at most `capacity` reservations of a resource on any night;
+the resource row is locked while it counts, so concurrent reservations cannot overbook."""
+
+import secrets
+from collections import Counter
+from datetime import date, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from .base import Reservation
+from .models import InventoryReservation
+
+Status = InventoryReservation.Status
+
+
+class SandboxInventory:
+    def reserve(
+        self, *, idempotency_key: str, resource_code: str, check_in: date, check_out: date
+    ) -> Reservation:
+        """Reserve every night of the stay, or none: "unavailable" when any night is full."""
+        from bookings.models import Resource
+
+        with transaction.atomic():
+            resource = Resource.objects.select_for_update().filter(code=resource_code).first()
+            existing = InventoryReservation.objects.filter(idempotency_key=idempotency_key).first()
+            if existing:
+                return Reservation(existing.reference, existing.status)
+            if resource is None:
+                return Reservation("", Status.UNAVAILABLE)
+            held = InventoryReservation.objects.filter(
+                resource=resource,
+                status=Status.RESERVED,
+                check_in__lt=check_out,
+                check_out__gt=check_in,
+            ).values_list("check_in", "check_out")
+            per_night: Counter[date] = Counter()
+            for start, end in held:
+                for n in range((end - start).days):
+                    per_night[start + timedelta(days=n)] += 1
+            nights = [check_in + timedelta(days=n) for n in range((check_out - check_in).days)]
+            full = any(per_night[night] >= resource.capacity for night in nights)
+            record = InventoryReservation.objects.create(
+                idempotency_key=idempotency_key,
+                reference=f"res_{secrets.token_hex(8)}",
+                resource=resource,
+                check_in=check_in,
+                check_out=check_out,
+                status=Status.UNAVAILABLE if full else Status.RESERVED,
+            )
+        return Reservation(record.reference, record.status)
+
+    def release(self, *, idempotency_key: str, reservation_ref: str) -> Reservation:
+        """Give the nights back; releasing an unknown or released reservation changes nothing."""
+        with transaction.atomic():
+            record = (
+                InventoryReservation.objects.select_for_update()
+                .filter(reference=reservation_ref)
+                .first()
+            )
+            if record is None:
+                return Reservation(reservation_ref, Status.RELEASED)
+            if record.status == Status.RESERVED:
+                record.status = Status.RELEASED
+                record.release_key = idempotency_key
+                record.released_at = timezone.now()
+                record.save()
+        return Reservation(record.reference, Status.RELEASED)

@@ -1,0 +1,248 @@
+"""The booking saga: fraud check -> payment pre-authorization (undo: void) -> room confirmation
+(undo: release) -> confirmation e-mail (after the pivot: retried, never undoes the booking; undo
+of a completed booking: a cancellation e-mail).
+
+Actions run in Celery workers, outside any transaction, and only call providers. The hooks run
+inside the engine's transaction and only move the booking's state machine."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from django.utils import timezone
+
+from sagas.definition import ACTION, RetryPolicy, SagaDefinition, SagaHooks, Step, StepContext
+from sagas.errors import PermanentError
+
+from .models import Booking
+from .providers import base as providers
+
+SAGA_TYPE = "booking"
+
+
+# --- actions and compensations (side effects, outside transactions) ------------------------
+
+
+def fraud_check(ctx: StepContext) -> dict[str, Any]:
+    p = ctx.payload
+    decision = providers.fraud().screen(
+        idempotency_key=ctx.idempotency_key,
+        email=p["guest_email"],
+        name=p["guest_name"],
+        amount=Decimal(p["amount"]),
+        currency=p["currency"],
+    )
+    if not decision.approved:
+        raise PermanentError(
+            f"fraud screening rejected the booking: {decision.reason}",
+            code="fraud_rejected",
+            data={"screening_ref": decision.reference},
+        )
+    return {"decision": "approved", "screening_ref": decision.reference}
+
+
+def preauthorize(ctx: StepContext) -> dict[str, Any]:
+    p = ctx.payload
+    result = providers.payments().authorize(
+        idempotency_key=ctx.idempotency_key,
+        token=p["payment_token"],
+        amount=Decimal(p["amount"]),
+        currency=p["currency"],
+    )
+    if result.status != "authorized":
+        raise PermanentError(
+            f"payment declined: {result.decline_reason or result.status}",
+            code="payment_declined",
+            data={"authorization_ref": result.reference},
+        )
+    return {"authorization_ref": result.reference, "amount": str(result.amount)}
+
+
+def void_authorization(ctx: StepContext) -> dict[str, Any]:
+    ref = ctx.results.get("preauthorize", {}).get("authorization_ref")
+    if not ref:
+        found = providers.payments().lookup(idempotency_key=ctx.action_key())
+        ref = found.reference if found else ""
+    result = providers.payments().void(idempotency_key=ctx.idempotency_key, authorization_ref=ref)
+    return {"authorization_ref": result.reference, "void": result.status}
+
+
+def confirm_room(ctx: StepContext) -> dict[str, Any]:
+    p = ctx.payload
+    reservation = providers.inventory().reserve(
+        idempotency_key=ctx.idempotency_key,
+        resource_code=p["resource"],
+        check_in=date.fromisoformat(p["check_in"]),
+        check_out=date.fromisoformat(p["check_out"]),
+    )
+    if reservation.status != "reserved":
+        raise PermanentError(
+            "no room available on the requested nights",
+            code="unavailable",
+            data={"reservation_ref": reservation.reference},
+        )
+    return {"reservation_ref": reservation.reference}
+
+
+def release_room(ctx: StepContext) -> dict[str, Any]:
+    ref = ctx.results.get("confirm", {}).get("reservation_ref", "")
+    result = providers.inventory().release(
+        idempotency_key=ctx.idempotency_key, reservation_ref=ref
+    )
+    return {"reservation_ref": result.reference, "release": result.status}
+
+
+def _email_context(p: dict[str, Any]) -> dict[str, Any]:
+    nights = (date.fromisoformat(p["check_out"]) - date.fromisoformat(p["check_in"])).days
+    return {**p, "nights": nights}
+
+
+def send_confirmation(ctx: StepContext) -> dict[str, Any]:
+    receipt = providers.email().send(
+        idempotency_key=ctx.idempotency_key,
+        to=ctx.payload["guest_email"],
+        template="booking_confirmed",
+        context=_email_context(ctx.payload),
+    )
+    return {"message_id": receipt.message_id}
+
+
+def send_cancellation(ctx: StepContext) -> dict[str, Any]:
+    receipt = providers.email().send(
+        idempotency_key=ctx.idempotency_key,
+        to=ctx.payload["guest_email"],
+        template="booking_cancelled",
+        context=_email_context(ctx.payload),
+    )
+    return {"message_id": receipt.message_id}
+
+
+def _describe(*fields: str):
+    def describe(payload: dict[str, Any], direction: str) -> dict[str, Any]:
+        return {f: payload.get(f) for f in fields}
+
+    return describe
+
+
+def _describe_payment(payload: dict[str, Any], direction: str) -> dict[str, Any]:
+    # The token is a provider token, not card data, but the timeline needs no more than a hint.
+    token = str(payload.get("payment_token", ""))
+    shown = token if token.count("_") and len(token) <= 16 else token[:4] + "..."
+    return {"amount": payload.get("amount"), "currency": payload.get("currency"), "token": shown}
+
+
+# --- hooks (database only, inside the engine's transaction) -----------------------------------
+
+
+class BookingHooks(SagaHooks):
+    def lock_target(self, saga: Any) -> Booking:
+        return Booking.objects.select_for_update().get(saga_id=saga.pk)
+
+    def started(self, saga: Any, target: Booking) -> None:
+        target.start_saga()
+        target.save()
+
+    def step_succeeded(self, saga: Any, target: Booking, step: Step, result: dict) -> None:
+        if step.name == "fraud_check":
+            target.fraud_decision = "approved"
+            target.begin_preauthorization()
+        elif step.name == "preauthorize":
+            target.payment_status = Booking.PaymentStatus.AUTHORIZED
+            target.authorization_ref = result["authorization_ref"]
+            target.begin_confirmation()
+        elif step.name == "confirm":
+            target.room_status = Booking.RoomStatus.RESERVED
+            target.reservation_ref = result["reservation_ref"]
+            target.begin_notification()
+        elif step.name == "send_email":
+            target.confirmation_sent_at = timezone.now()
+        target.save()
+
+    def completed(self, saga: Any, target: Booking) -> None:
+        target.complete()
+        target.save()
+
+    def compensation_started(self, saga: Any, target: Booking, reason: str) -> None:
+        if reason == "fraud_rejected":
+            target.fraud_decision = "rejected"
+        elif reason == "payment_declined":
+            target.payment_status = Booking.PaymentStatus.DECLINED
+        target.begin_compensation(reason)
+        target.save()
+
+    def compensation_succeeded(self, saga: Any, target: Booking, step: Step, result: dict) -> None:
+        if step.name == "preauthorize":
+            target.payment_status = Booking.PaymentStatus.VOIDED
+        elif step.name == "confirm":
+            target.room_status = Booking.RoomStatus.RELEASED
+        elif step.name == "send_email":
+            target.cancellation_sent_at = timezone.now()
+        target.save()
+
+    def compensated(self, saga: Any, target: Booking, reason: str) -> None:
+        target.finish_cancellation()
+        target.save()
+
+    def attention_required(self, saga: Any, target: Booking, reason: str) -> None:
+        target.require_attention(reason)
+        target.save()
+
+    def resumed(self, saga: Any, target: Booking, direction: str) -> None:
+        if direction == ACTION:
+            target.resume(saga.current_step)
+        else:
+            target.resume_compensation()
+        target.save()
+
+    def resolved(self, saga: Any, target: Booking, outcome: str, reason: str) -> None:
+        if outcome == "completed":
+            target.resolve_completed()
+        else:
+            target.resolve_cancelled()
+        target.save()
+
+
+# --- the definition ------------------------------------------------------------------------
+
+PROVIDER_RETRY = RetryPolicy(max_attempts=5, initial_delay=1.0, backoff=2.0, max_delay=15.0)
+UNDO_RETRY = RetryPolicy(max_attempts=6, initial_delay=1.0, backoff=2.0, max_delay=15.0)
+
+BOOKING_SAGA = SagaDefinition(
+    name=SAGA_TYPE,
+    steps=(
+        Step(
+            "fraud_check",
+            action=fraud_check,
+            retry=PROVIDER_RETRY,
+            describe=_describe("guest_email", "guest_name", "amount", "currency"),
+        ),
+        Step(
+            "preauthorize",
+            action=preauthorize,
+            compensation=void_authorization,
+            retry=PROVIDER_RETRY,
+            compensation_retry=UNDO_RETRY,
+            describe=_describe_payment,
+        ),
+        Step(
+            "confirm",
+            action=confirm_room,
+            compensation=release_room,
+            retry=PROVIDER_RETRY,
+            compensation_retry=UNDO_RETRY,
+            describe=_describe("resource", "check_in", "check_out"),
+        ),
+        Step(
+            "send_email",
+            action=send_confirmation,
+            compensation=send_cancellation,
+            retriable_only=True,
+            retry=RetryPolicy(max_attempts=6, initial_delay=2.0, backoff=2.0, max_delay=20.0),
+            compensation_retry=UNDO_RETRY,
+            describe=_describe("guest_email"),
+        ),
+    ),
+    hooks=BookingHooks(),
+)

@@ -1,0 +1,164 @@
+"""State-changing operations on bookings. The API, the admin, the management commands and the
+tests all call these, so they can never disagree. Each runs in one transaction and sends its
+messages only after commit (the saga engine does that)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.utils import timezone
+
+from sagas import engine
+from sagas.errors import SagaStateError
+
+from .errors import ApplicationError
+from .models import Booking, Resource
+from .saga import SAGA_TYPE
+
+MAX_NIGHTS = 30
+TOKEN_PATTERN = re.compile(r"^tok_[A-Za-z0-9_]{1,60}$")
+
+
+def _validate(
+    *, check_in: date, check_out: date, guest_name: str, guest_email: str, payment_token: str
+) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    if check_in < timezone.localdate():
+        errors.setdefault("check_in", []).append("Check-in cannot be in the past.")
+    if check_out <= check_in:
+        errors.setdefault("check_out", []).append("Check-out must be after check-in.")
+    elif (check_out - check_in).days > MAX_NIGHTS:
+        errors.setdefault("check_out", []).append(f"A stay is at most {MAX_NIGHTS} nights.")
+    if not guest_name.strip() or len(guest_name) > 120 or "\x00" in guest_name:
+        errors.setdefault("guest_name", []).append("Give a name of 1 to 120 characters.")
+    try:
+        validate_email(guest_email)
+    except ValidationError:
+        errors.setdefault("guest_email", []).append("Enter a valid e-mail address.")
+    if not TOKEN_PATTERN.match(payment_token):
+        errors.setdefault("payment_token", []).append(
+            "A payment token looks like tok_... (letters, digits, underscores)."
+        )
+    return errors
+
+
+def booking_create(
+    *,
+    resource_code: str,
+    check_in: date,
+    check_out: date,
+    guest_name: str,
+    guest_email: str,
+    payment_token: str,
+    owner: Any = None,
+) -> Booking:
+    """Create a booking and start its saga. The amount is computed here (nightly price x nights);
+    the first step's message leaves after commit."""
+    errors = _validate(
+        check_in=check_in,
+        check_out=check_out,
+        guest_name=guest_name,
+        guest_email=guest_email,
+        payment_token=payment_token,
+    )
+    resource = Resource.objects.filter(code=resource_code, active=True).first()
+    if resource is None:
+        errors.setdefault("resource", []).append(f"No bookable resource {resource_code!r}.")
+    if errors:
+        raise ApplicationError("Invalid booking.", status=400, code="invalid", extra=errors)
+    assert resource is not None
+    nights = (check_out - check_in).days
+    amount = (resource.nightly_price * nights).quantize(Decimal("0.01"))
+    saga_id = uuid.uuid4()
+    with transaction.atomic():
+        booking = Booking.objects.create(
+            owner=owner,
+            resource=resource,
+            check_in=check_in,
+            check_out=check_out,
+            guest_name=guest_name.strip(),
+            guest_email=guest_email,
+            payment_token=payment_token,
+            amount=amount,
+            currency=resource.currency,
+            saga_id=saga_id,
+        )
+        engine.start(
+            saga_type=SAGA_TYPE,
+            target_id=str(booking.pk),
+            saga_id=saga_id,
+            payload={
+                "reference": booking.reference,
+                "resource": resource.code,
+                "resource_name": resource.name,
+                "check_in": check_in.isoformat(),
+                "check_out": check_out.isoformat(),
+                "guest_name": booking.guest_name,
+                "guest_email": guest_email,
+                "payment_token": payment_token,
+                "amount": str(amount),
+                "currency": resource.currency,
+            },
+        )
+    return Booking.objects.get(pk=booking.pk)
+
+
+def booking_cancel(*, booking: Booking, actor: str = "", reason: str = "") -> str:
+    """A customer's cancel: at the next step boundary if the saga is in flight, at once if it is
+    completed. Returns "requested" or "compensating"; 409 when the booking cannot be cancelled."""
+    return _turn_back(booking, Booking.CancellationReason.CUSTOMER_CANCELLED, actor, reason)
+
+
+def booking_compensate(*, booking: Booking, actor: str, reason: str) -> str:
+    """An operator's 'compensate now': undo every completed step in reverse order."""
+    _require_reason(reason)
+    return _turn_back(booking, Booking.CancellationReason.OPERATOR_CANCELLED, actor, reason)
+
+
+def _turn_back(booking: Booking, code: str, actor: str, note: str) -> str:
+    try:
+        return engine.turn_back(saga_id=booking.saga_id, reason=code, actor=actor, note=note)
+    except SagaStateError as exc:
+        raise ApplicationError(
+            f"Booking {booking.reference} cannot be cancelled: {exc}.",
+            status=409,
+            code="not_cancellable",
+        ) from exc
+
+
+def booking_retry(*, booking: Booking, actor: str, reason: str) -> str:
+    """An operator's retry of the failed or stuck step (fresh retry budget)."""
+    _require_reason(reason)
+    try:
+        return engine.retry(saga_id=booking.saga_id, actor=actor, reason=reason)
+    except SagaStateError as exc:
+        raise ApplicationError(
+            f"Booking {booking.reference}: {exc}.", status=409, code="not_retriable"
+        ) from exc
+
+
+def booking_resolve(*, booking: Booking, outcome: str, actor: str, reason: str) -> None:
+    """An operator closes a booking that requires attention by hand, as completed or
+    cancelled, after fixing what needed fixing outside the system."""
+    _require_reason(reason)
+    saga_outcome = {"completed": "completed", "cancelled": "compensated"}.get(outcome)
+    if saga_outcome is None:
+        raise ApplicationError("Resolve as 'completed' or 'cancelled'.", code="invalid")
+    try:
+        engine.resolve(saga_id=booking.saga_id, outcome=saga_outcome, actor=actor, reason=reason)
+    except SagaStateError as exc:
+        raise ApplicationError(
+            f"Booking {booking.reference}: {exc}.", status=409, code="not_resolvable"
+        ) from exc
+
+
+def _require_reason(reason: str) -> None:
+    if not reason or not reason.strip():
+        raise ApplicationError("A reason is required.", code="reason_required")

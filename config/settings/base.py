@@ -1,0 +1,193 @@
+"""Settings shared by every environment. Values come from the environment (12-factor);
+local.py, test.py and production.py only override."""
+
+import json
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+
+def env(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name, default)
+    if value is None:
+        raise ImproperlyConfigured(f"The environment variable {name} is required.")
+    return value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    return env(name, "1" if default else "0").lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    return int(env(name, str(default)))
+
+
+def env_json(name: str, default: object) -> object:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}") from exc
+
+
+def sqlite_database(path: Path) -> dict:
+    """SQLite tuned for several processes: WAL, IMMEDIATE transactions (a writer takes the lock
+    at BEGIN, so two workers never deadlock upgrading a read lock) and a generous busy timeout."""
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(path),
+        "OPTIONS": {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+        "TEST": {"NAME": str(path.with_name(path.stem + "-test.sqlite3"))},
+    }
+
+
+def database_from_env(default_sqlite: Path) -> dict:
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        return sqlite_database(default_sqlite)
+    if url.startswith("sqlite"):
+        return sqlite_database(Path(url.split("///", 1)[1]))
+    return dj_database_url.parse(url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))
+
+
+SECRET_KEY = env("DJANGO_SECRET_KEY", "insecure-local-key-change-me")
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = [h for h in env("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1").split(",") if h]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_fsm",
+    "sagas",
+    "bookings",
+    "bookings.providers",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATA_DIR = Path(env("DATA_DIR", str(BASE_DIR / "var")))
+DATABASES = {"default": database_from_env(DATA_DIR / "db.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+
+EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "bookings@example.com")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+}
+
+# --- Celery -------------------------------------------------------------------------------
+# Delivery is at-least-once: a message is acknowledged only after its task ran, a message whose
+# worker died goes back to the queue, and each worker holds one message at a time.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
+    # Must exceed the longest retry countdown (Redis holds ETA messages unacknowledged).
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900),
+}
+if CELERY_BROKER_URL.startswith("filesystem"):
+    _queue_dir = DATA_DIR / "broker"
+    for _sub in ("queue", "processed"):
+        (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(
+        {
+            "data_folder_in": str(_queue_dir / "queue"),
+            "data_folder_out": str(_queue_dir / "queue"),
+            "processed_folder": str(_queue_dir / "processed"),
+            "store_processed": False,
+        }
+    )
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "sagas")
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE = {
+    "sweep-stalled-sagas": {
+        "task": "sagas.tasks.sweep",
+        "schedule": float(env("SAGA_SWEEP_INTERVAL", "10")),
+    },
+}
+
+# --- Sagas --------------------------------------------------------------------------------
+# Per-deployment retry schedules, keyed "<saga type>.<step>" (action) or
+# "<saga type>.<step>.compensation"; any RetryPolicy field may be set, and "timeout" too.
+# Example: SAGA_STEP_SETTINGS='{"booking.preauthorize": {"max_attempts": 8, "max_delay": 60}}'
+SAGA_STEP_SETTINGS = env_json("SAGA_STEP_SETTINGS", {})
+# A step message re-sent this many times without an outcome is treated as a failed attempt
+# (a poison message that kills its worker, or a step that never reports back).
+SAGA_MAX_DISPATCHES = env_int("SAGA_MAX_DISPATCHES", 10)
+SAGA_SWEEP_BATCH = env_int("SAGA_SWEEP_BATCH", 500)
+# Fault injection for the fault suite, never set in production: {"pause_after_action": {...}}.
+SAGA_FAULTS = env_json("SAGA_FAULTS", {})
+
+# --- Providers ----------------------------------------------------------------------------
+BOOKING_PROVIDERS = {
+    "fraud": env("BOOKING_FRAUD_PROVIDER", "bookings.providers.fraud.SandboxFraudScreening"),
+    "payments": env("BOOKING_PAYMENT_PROVIDER", "bookings.providers.payments.SandboxPaymentGateway"),
+    "inventory": env("BOOKING_INVENTORY_PROVIDER", "bookings.providers.inventory.SandboxInventory"),
+    "email": env("BOOKING_EMAIL_PROVIDER", "bookings.providers.email.SandboxEmailSender"),
+}

@@ -1,0 +1,504 @@
+"""The saga engine: start, execute a step, record its outcome, compensate, cancel, and the
+operator's retry / compensate / resolve.
+
+Rules every function here keeps:
+
+- A side effect (a provider call) runs outside any transaction. Everything else (recording an
+  outcome, moving the target's state through the hooks, scheduling the next attempt) happens in
+  one transaction with the saga row locked (SELECT ... FOR UPDATE on PostgreSQL; SQLite's
+  IMMEDIATE transactions serialize writers).
+- An attempt is a SagaStep row written *before* its message is sent; the message carries only the
+  row's id and is sent after commit. A message lost between commit and broker leaves a scheduled
+  row whose lease runs out; the sweeper sends it again.
+- A saga has at most one scheduled attempt (a partial unique index says so). An outcome is
+  recorded only while its row is still scheduled, so a second delivery of the same message, or
+  a second copy racing the first, changes nothing: its provider call carried the same
+  idempotency key, and its outcome is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery import current_app
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from . import faults
+from .definition import ACTION, COMPENSATION, SagaDefinition, Step, StepContext, get_definition
+from .errors import PermanentError, SagaStateError, StepError, TransientError
+from .models import Saga, SagaEvent, SagaStep
+
+log = logging.getLogger(__name__)
+
+LEASE_GRACE = timedelta(seconds=5)
+RUN_STEP_TASK = "sagas.tasks.run_step"
+
+Status = Saga.Status
+StepStatus = SagaStep.Status
+
+_messages_lost = False
+
+
+@contextmanager
+def messages_lost():
+    """Fault injection: every step message sent inside this block is dropped, as if the broker
+    had lost it after the commit. The sweeper must find and re-send those steps."""
+    global _messages_lost
+    _messages_lost = True
+    try:
+        yield
+    finally:
+        _messages_lost = False
+
+
+def _send(step_id: int, queue: str | None, countdown: float, time_limit: float) -> None:
+    if _messages_lost:
+        log.warning("fault injection: message for step attempt %s dropped", step_id)
+        return
+    options: dict[str, Any] = {"soft_time_limit": time_limit}
+    if queue:
+        options["queue"] = queue
+    if countdown > 0:
+        options["countdown"] = countdown
+    try:
+        current_app.send_task(RUN_STEP_TASK, args=(step_id,), **options)
+    except Exception:  # the broker is down: the row is scheduled, the sweeper will send again
+        log.exception("could not send step attempt %s; the sweeper will send it again", step_id)
+
+
+def _dispatch_on_commit(row: SagaStep, step: Step, countdown: float, time_limit: float) -> None:
+    step_id, queue = row.pk, step.queue
+    transaction.on_commit(lambda: _send(step_id, queue, countdown, time_limit))
+
+
+# --- starting ------------------------------------------------------------------------------
+
+
+def start(
+    *, saga_type: str, target_id: str, payload: dict[str, Any], saga_id: Any = None
+) -> Saga:
+    """Create a saga and schedule its first step, in the caller's transaction (so that the
+    target and its saga are committed together). The first message leaves after commit."""
+    definition = get_definition(saga_type)
+    with transaction.atomic(savepoint=False):
+        fields: dict[str, Any] = {"saga_type": saga_type, "target_id": str(target_id)}
+        if saga_id is not None:
+            fields["id"] = saga_id
+        saga = Saga(**fields, payload=payload, current_step=definition.steps[0].name)
+        saga.save(force_insert=True)
+        target = definition.hooks.lock_target(saga)
+        definition.hooks.started(saga, target)
+        _schedule(saga, definition, definition.steps[0], ACTION, round_=1)
+    return saga
+
+
+def _schedule(
+    saga: Saga,
+    definition: SagaDefinition,
+    step: Step,
+    direction: str,
+    *,
+    attempt: int = 1,
+    round_: int | None = None,
+    delay: float = 0.0,
+) -> SagaStep:
+    """Write the attempt row, then send its message after commit."""
+    if round_ is None:
+        round_ = _current_round(saga, step.name, direction)
+    now = timezone.now()
+    eta = now + timedelta(seconds=delay)
+    timeout = step.timeout_for(saga.saga_type, direction)
+    row = SagaStep.objects.create(
+        saga=saga,
+        name=step.name,
+        index=definition.index(step.name),
+        direction=direction,
+        round=round_,
+        attempt=attempt,
+        idempotency_key=f"{saga.id}:{step.name}:{direction}",
+        request=step.describe(saga.payload, direction) if step.describe else {},
+        scheduled_for=eta,
+        lease_expires_at=eta + timedelta(seconds=timeout) + LEASE_GRACE,
+    )
+    saga.current_step = step.name
+    _dispatch_on_commit(row, step, delay, timeout)
+    return row
+
+
+def _current_round(saga: Saga, name: str, direction: str) -> int:
+    latest = SagaStep.objects.filter(saga=saga, name=name, direction=direction).aggregate(
+        Max("round")
+    )["round__max"]
+    return latest or 1
+
+
+# --- executing -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: dict[str, Any]
+    error: StepError | None
+    started_at: datetime
+    finished_at: datetime
+
+
+def execute(step_id: int, *, task_id: str = "", worker: str = "") -> str:
+    """Run one attempt's side effect, then record its outcome. Safe to call any number of times
+    for the same attempt: only the first outcome recorded counts. Returns what happened."""
+    row = SagaStep.objects.select_related("saga").filter(pk=step_id).first()
+    if row is None:
+        return "missing"
+    if row.status != StepStatus.SCHEDULED:
+        return "duplicate"
+    saga = row.saga
+    if row.direction == ACTION and (saga.cancel_requested_at or saga.status != Status.RUNNING):
+        return _skip_for_cancel(row)
+    definition = get_definition(saga.saga_type)
+    step = definition.step(row.name)
+    ctx = StepContext(
+        saga_id=str(saga.id),
+        saga_type=saga.saga_type,
+        target_id=saga.target_id,
+        step=row.name,
+        direction=row.direction,
+        attempt=row.attempt,
+        idempotency_key=row.idempotency_key,
+        payload=saga.payload,
+        results=saga.results,
+    )
+    side_effect = step.action if row.direction == ACTION else step.compensation
+    assert side_effect is not None, f"{row} has no side effect"
+    started = timezone.now()
+    result: dict[str, Any] = {}
+    error: StepError | None = None
+    try:
+        result = side_effect(ctx) or {}
+    except StepError as exc:
+        error = exc
+    except SoftTimeLimitExceeded:
+        error = TransientError(f"{row.name} ran past its timeout", code="timeout")
+    except Exception as exc:  # a bug in a step is recorded and retried, never lost
+        log.exception("step %s raised an unexpected error", row)
+        error = TransientError(f"{type(exc).__name__}: {exc}", code="unexpected_error")
+    faults.after_action(row.name, row.direction)
+    outcome = Outcome(result, error, started, timezone.now())
+    return record(step_id, saga.pk, outcome, task_id=task_id, worker=worker)
+
+
+def record(
+    step_id: int, saga_id: Any, outcome: Outcome, *, task_id: str = "", worker: str = ""
+) -> str:
+    """Record an attempt's outcome and move the saga on, in one transaction. Only the first
+    outcome of an attempt counts; any later one returns "duplicate" and changes nothing."""
+    with transaction.atomic():
+        saga = Saga.objects.select_for_update().get(pk=saga_id)
+        row = SagaStep.objects.get(pk=step_id)
+        if row.status != StepStatus.SCHEDULED:
+            return "duplicate"
+        definition = get_definition(saga.saga_type)
+        target = definition.hooks.lock_target(saga)
+        row.started_at, row.finished_at = outcome.started_at, outcome.finished_at
+        row.task_id, row.worker = task_id[:64], worker[:128]
+        label = _apply_outcome(saga, target, definition, row, outcome)
+        saga.save()
+    return label
+
+
+def _apply_outcome(
+    saga: Saga, target: Any, definition: SagaDefinition, row: SagaStep, outcome: Outcome
+) -> str:
+    step = definition.step(row.name)
+    error = outcome.error
+    if error is None:
+        row.status = StepStatus.SUCCEEDED
+        row.response = outcome.result
+        row.save()
+        if row.direction == ACTION:
+            _action_succeeded(saga, target, definition, step, outcome.result)
+        else:
+            definition.hooks.compensation_succeeded(saga, target, step, outcome.result)
+            _next_compensation(saga, target, definition)
+        return "succeeded"
+
+    row.error, row.error_code, row.response = error.message, error.code[:64], error.data
+    policy = step.policy(saga.saga_type, row.direction)
+    retriable = isinstance(error, TransientError) and error.code != "no_outcome"
+    if retriable and row.attempt < policy.max_attempts:
+        row.status = StepStatus.RETRYING
+        row.save()
+        _schedule(
+            saga,
+            definition,
+            step,
+            row.direction,
+            attempt=row.attempt + 1,
+            round_=row.round,
+            delay=policy.delay(row.attempt),
+        )
+        return "retrying"
+
+    row.status = StepStatus.FAILED
+    row.save()
+    saga.last_error = f"{row.name} ({row.direction}): {error.message}"
+    if error.code == "no_outcome":
+        # The attempt never reported back (its worker died each time it ran it): whether the
+        # effect happened is unknown, so an operator decides.
+        _park(saga, target, definition, f"{row.name} {row.direction} gave no outcome")
+    elif row.direction == COMPENSATION:
+        _park(saga, target, definition, f"compensation of {row.name} failed")
+    elif step.retriable_only:
+        _park(saga, target, definition, f"{row.name} failed after {row.attempt} attempts")
+    else:
+        _begin_compensation(saga, target, definition, _reason(error))
+    return "failed"
+
+
+def _reason(error: StepError) -> str:
+    if isinstance(error, PermanentError):
+        return error.code
+    if error.code == "timeout":
+        return "timeout"
+    return "step_failed"
+
+
+def _action_succeeded(
+    saga: Saga, target: Any, definition: SagaDefinition, step: Step, result: dict[str, Any]
+) -> None:
+    saga.results = {**saga.results, step.name: result}
+    definition.hooks.step_succeeded(saga, target, step, result)
+    if saga.cancel_requested_at:
+        _begin_compensation(saga, target, definition, saga.cancel_reason)
+        return
+    position = definition.index(step.name)
+    if position + 1 < len(definition.steps):
+        _schedule(saga, definition, definition.steps[position + 1], ACTION)
+        return
+    saga.status = Status.COMPLETED
+    saga.current_step = ""
+    saga.finished_at = timezone.now()
+    definition.hooks.completed(saga, target)
+
+
+def _begin_compensation(saga: Saga, target: Any, definition: SagaDefinition, reason: str) -> None:
+    saga.status = Status.COMPENSATING
+    saga.direction = Saga.Direction.BACKWARD
+    saga.reason = reason
+    saga.finished_at = None
+    definition.hooks.compensation_started(saga, target, reason)
+    _next_compensation(saga, target, definition)
+
+
+def _next_compensation(saga: Saga, target: Any, definition: SagaDefinition) -> None:
+    """Schedule the compensation of the latest completed step not yet undone, or finish."""
+    done = set(
+        SagaStep.objects.filter(saga=saga, status=StepStatus.SUCCEEDED).values_list(
+            "name", "direction"
+        )
+    )
+    for step in reversed(definition.steps):
+        if step.compensatable and (step.name, ACTION) in done:
+            if (step.name, COMPENSATION) not in done:
+                _schedule(saga, definition, step, COMPENSATION)
+                return
+    saga.status = Status.COMPENSATED
+    saga.current_step = ""
+    saga.finished_at = timezone.now()
+    definition.hooks.compensated(saga, target, saga.reason)
+
+
+def pending_compensations(saga: Saga) -> list[Step]:
+    """The compensations that would run if the saga turned back now, in the order they'd run."""
+    definition = get_definition(saga.saga_type)
+    done = set(
+        SagaStep.objects.filter(saga=saga, status=StepStatus.SUCCEEDED).values_list(
+            "name", "direction"
+        )
+    )
+    return [
+        step
+        for step in reversed(definition.steps)
+        if step.compensatable
+        and (step.name, ACTION) in done
+        and (step.name, COMPENSATION) not in done
+    ]
+
+
+def _park(saga: Saga, target: Any, definition: SagaDefinition, why: str) -> None:
+    saga.status = Status.REQUIRES_ATTENTION
+    saga.last_error = why if not saga.last_error else saga.last_error
+    SagaEvent.objects.create(saga=saga, kind="parked", reason=why)
+    definition.hooks.attention_required(saga, target, why)
+
+
+def _skip_for_cancel(row: SagaStep) -> str:
+    """A cancel overtook this attempt before it ran: skip it and turn the saga back."""
+    with transaction.atomic():
+        saga = Saga.objects.select_for_update().get(pk=row.saga_id)
+        row.refresh_from_db()
+        if row.status != StepStatus.SCHEDULED:
+            return "duplicate"
+        definition = get_definition(saga.saga_type)
+        target = definition.hooks.lock_target(saga)
+        row.status = StepStatus.SKIPPED
+        row.error = "skipped: the saga was cancelled before this attempt ran"
+        row.finished_at = timezone.now()
+        row.save()
+        if saga.status == Status.RUNNING:
+            _begin_compensation(saga, target, definition, saga.cancel_reason or "cancelled")
+        saga.save()
+    return "skipped"
+
+
+def _skip_outstanding(saga: Saga, why: str) -> None:
+    SagaStep.objects.filter(saga=saga, status=StepStatus.SCHEDULED).update(
+        status=StepStatus.SKIPPED, error=why, finished_at=timezone.now()
+    )
+
+
+# --- cancel and operator actions ------------------------------------------------------------
+
+
+def _locked(saga_id: Any) -> tuple[Saga, SagaDefinition, Any]:
+    saga = Saga.objects.select_for_update().get(pk=saga_id)
+    definition = get_definition(saga.saga_type)
+    return saga, definition, definition.hooks.lock_target(saga)
+
+
+def _audit(saga: Saga, kind: str, actor: str, reason: str, **data: Any) -> None:
+    SagaEvent.objects.create(saga=saga, kind=kind, actor=actor, reason=reason, data=data)
+
+
+def cancellable(saga: Saga) -> bool:
+    """Whether turning the saga back is allowed now."""
+    if saga.status == Status.RUNNING:
+        return saga.cancel_requested_at is None
+    if saga.status == Status.COMPLETED:
+        return True
+    return saga.status == Status.REQUIRES_ATTENTION and saga.direction == Saga.Direction.FORWARD
+
+
+def turn_back(*, saga_id: Any, reason: str, actor: str = "", note: str = "") -> str:
+    """Undo the saga: at the next step boundary if a step is in flight ("requested"), at once if
+    none is ("compensating"). `reason` is the code passed to the hooks (customer_cancelled,
+    operator_cancelled...). Raises SagaStateError when the saga cannot be turned back."""
+    with transaction.atomic():
+        saga, definition, target = _locked(saga_id)
+        if not cancellable(saga):
+            if saga.cancel_requested_at and saga.status == Status.RUNNING:
+                raise SagaStateError("a cancellation is already under way")
+            raise SagaStateError(f"the saga is {saga.get_status_display()} and cannot be undone")
+        if saga.status == Status.RUNNING:
+            saga.cancel_requested_at = timezone.now()
+            saga.cancel_reason = reason
+            outcome = "requested"
+        else:
+            _skip_outstanding(saga, f"skipped: {reason}")
+            _begin_compensation(saga, target, definition, reason)
+            outcome = "compensating"
+        _audit(saga, "cancel", actor, note or reason, code=reason, outcome=outcome)
+        saga.save()
+    return outcome
+
+
+def retry(*, saga_id: Any, actor: str, reason: str) -> str:
+    """Operator retry. A parked saga gets its failed step (or compensation) again with a fresh
+    retry budget; a stalled attempt is sent again now."""
+    with transaction.atomic():
+        saga, definition, target = _locked(saga_id)
+        if saga.status == Status.REQUIRES_ATTENTION:
+            failed = (
+                SagaStep.objects.filter(saga=saga, status=StepStatus.FAILED).order_by("-id").first()
+            )
+            if failed is None:
+                raise SagaStateError("no failed step to retry")
+            step = definition.step(failed.name)
+            direction = failed.direction
+            saga.status = Status.RUNNING if direction == ACTION else Status.COMPENSATING
+            saga.last_error = ""
+            definition.hooks.resumed(saga, target, direction)
+            _schedule(saga, definition, step, direction, attempt=1, round_=failed.round + 1)
+            outcome = f"retrying {step.name} ({direction})"
+        elif saga.status in Saga.ACTIVE:
+            row = SagaStep.objects.filter(saga=saga, status=StepStatus.SCHEDULED).first()
+            if row is None:
+                raise SagaStateError("nothing to retry: no step is waiting")
+            _redispatch_locked(saga, definition, row, timezone.now(), force=True)
+            outcome = f"sent {row.name} ({row.direction}) again"
+        else:
+            raise SagaStateError(f"the saga is {saga.get_status_display()}: nothing to retry")
+        _audit(saga, "retry", actor, reason, outcome=outcome)
+        saga.save()
+    return outcome
+
+
+def resolve(*, saga_id: Any, outcome: str, actor: str, reason: str) -> None:
+    """Operator closes a parked saga by hand, as `completed` or `compensated`, after fixing what
+    needed fixing outside the system."""
+    if outcome not in (Status.COMPLETED, Status.COMPENSATED):
+        raise SagaStateError("a saga can be resolved as completed or compensated only")
+    if not reason.strip():
+        raise SagaStateError("a reason is required")
+    with transaction.atomic():
+        saga, definition, target = _locked(saga_id)
+        if saga.status != Status.REQUIRES_ATTENTION:
+            raise SagaStateError(
+                f"the saga is {saga.get_status_display()}; only a saga that requires attention "
+                "can be resolved by hand"
+            )
+        saga.status = outcome
+        saga.current_step = ""
+        saga.finished_at = timezone.now()
+        definition.hooks.resolved(saga, target, outcome, reason)
+        _audit(saga, "resolve", actor, reason, outcome=outcome)
+        saga.save()
+
+
+# --- recovery ------------------------------------------------------------------------------
+
+
+def redispatch(step_id: int, *, now: datetime | None = None) -> str:
+    """Send a stalled attempt's message again (its lease ran out with no outcome). After
+    SAGA_MAX_DISPATCHES sends the attempt counts as failed with no outcome."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        saga_id = SagaStep.objects.filter(pk=step_id).values_list("saga_id", flat=True).first()
+        if saga_id is None:
+            return "missing"
+        saga = Saga.objects.select_for_update().get(pk=saga_id)
+        row = SagaStep.objects.get(pk=step_id)
+        if row.status != StepStatus.SCHEDULED or row.lease_expires_at >= now:
+            return "not stalled"
+        definition = get_definition(saga.saga_type)
+        label = _redispatch_locked(saga, definition, row, now, force=False)
+        saga.save()
+    return label
+
+
+def _redispatch_locked(
+    saga: Saga, definition: SagaDefinition, row: SagaStep, now: datetime, *, force: bool
+) -> str:
+    step = definition.step(row.name)
+    if not force and row.dispatch_count >= settings.SAGA_MAX_DISPATCHES:
+        target = definition.hooks.lock_target(saga)
+        error = TransientError(
+            f"no outcome after {row.dispatch_count} deliveries (worker lost or message lost)",
+            code="no_outcome",
+        )
+        row.finished_at = now
+        _apply_outcome(saga, target, definition, row, Outcome({}, error, now, now))
+        return "gave up"
+    timeout = step.timeout_for(saga.saga_type, row.direction)
+    row.dispatch_count += 1
+    row.lease_expires_at = now + timedelta(seconds=timeout) + LEASE_GRACE
+    row.save(update_fields=["dispatch_count", "lease_expires_at"])
+    _dispatch_on_commit(row, step, 0, timeout)
+    return "redispatched"

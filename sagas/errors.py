@@ -1,0 +1,23 @@
+"""The two kinds of failure a step may report; the engine decides what each one means."""
+
+
+class StepError(Exception):
+    """Base class: a step's side effect did not succeed."""
+
+    def __init__(self, message: str, *, code: str = "step_failed", data: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.data = data or {}
+
+
+class TransientError(StepError):
+    """Worth retrying: a timeout, a 5xx, a provider that is briefly down."""
+
+
+class PermanentError(StepError):
+    """Retrying cannot help (a declined card, a fraud rejection, no room): undo what was done."""
+
+
+class SagaStateError(Exception):
+    """An operation that the saga's current state does not allow (cancel a cancelled saga...)."""

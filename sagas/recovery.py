@@ -1,0 +1,50 @@
+"""The sweeper: finds attempts that were scheduled but never reported an outcome within their
+lease (message lost between commit and broker, worker killed, broker restarted) and sends them
+again. Run by Celery beat and by `manage.py sweep_sagas`; safe to run concurrently."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from . import engine
+from .models import SagaStep
+
+
+def stalled_steps(now: datetime | None = None) -> QuerySet[SagaStep]:
+    """Scheduled attempts whose lease has run out, oldest first (served by a partial index)."""
+    now = now or timezone.now()
+    return SagaStep.objects.filter(
+        status=SagaStep.Status.SCHEDULED, lease_expires_at__lt=now
+    ).order_by("lease_expires_at")
+
+
+@dataclass
+class SweepReport:
+    redispatched: list[int] = field(default_factory=list)
+    gave_up: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"redispatched": self.redispatched, "gave_up": self.gave_up}
+
+
+def sweep(*, now: datetime | None = None, limit: int | None = None, dry_run: bool = False) -> SweepReport:
+    """Send again each stalled attempt (at most `limit`, default SAGA_SWEEP_BATCH)."""
+    now = now or timezone.now()
+    limit = limit or settings.SAGA_SWEEP_BATCH
+    report = SweepReport()
+    ids = list(stalled_steps(now).values_list("id", flat=True)[:limit])
+    if dry_run:
+        report.redispatched = ids
+        return report
+    for step_id in ids:
+        label = engine.redispatch(step_id, now=now)
+        if label == "redispatched":
+            report.redispatched.append(step_id)
+        elif label == "gave up":
+            report.gave_up.append(step_id)
+    return report

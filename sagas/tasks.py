@@ -1,0 +1,19 @@
+"""Thin Celery tasks: they take ids and call the engine."""
+
+from celery import shared_task
+
+from . import engine, recovery
+
+
+@shared_task(name="sagas.tasks.run_step", bind=True, acks_late=True, reject_on_worker_lost=True)
+def run_step(self, step_id: int) -> str:
+    """Run one attempt of a saga step (action or compensation)."""
+    return engine.execute(
+        step_id, task_id=self.request.id or "", worker=self.request.hostname or ""
+    )
+
+
+@shared_task(name="sagas.tasks.sweep", acks_late=True)
+def sweep() -> dict:
+    """Periodic (Celery beat): send again every attempt whose lease ran out."""
+    return recovery.sweep().as_dict()
