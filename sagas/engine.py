@@ -69,7 +69,8 @@ def _send(step_id: int, queue: str | None, countdown: float, time_limit: float) 
     if countdown > 0:
         options["countdown"] = countdown
     try:
-        current_app.send_task(RUN_STEP_TASK, args=(step_id,), **options)
+        for _ in range(faults.copies()):
+            current_app.send_task(RUN_STEP_TASK, args=(step_id,), **options)
     except Exception:  # the broker is down: the row is scheduled, the sweeper will send again
         log.exception("could not send step attempt %s; the sweeper will send it again", step_id)
 

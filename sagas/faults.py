@@ -24,3 +24,9 @@ def after_action(step: str, direction: str) -> None:
             if marker:
                 open(marker, "w").close()
             os._exit(70)
+
+
+def copies() -> int:
+    """How many copies of each step message to send (duplicate deliveries)."""
+    faults = settings.SAGA_FAULTS
+    return int(faults.get("duplicate_messages", 1)) if faults else 1

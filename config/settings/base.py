@@ -72,6 +72,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_fsm",
+    "rest_framework",
+    "rest_framework.authtoken",
     "sagas",
     "bookings",
     "bookings.providers",
@@ -134,28 +136,38 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    # The filesystem transport has no host; kombu warns about it on every connection.
+    "loggers": {"kombu.connection": {"level": "ERROR"}},
 }
 
 # --- Celery -------------------------------------------------------------------------------
 # Delivery is at-least-once: a message is acknowledged only after its task ran, a message whose
 # worker died goes back to the queue, and each worker holds one message at a time.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
-CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
-    # Must exceed the longest retry countdown (Redis holds ETA messages unacknowledged).
-    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900),
-}
-if CELERY_BROKER_URL.startswith("filesystem"):
-    _queue_dir = DATA_DIR / "broker"
-    for _sub in ("queue", "processed"):
-        (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS.update(
-        {
-            "data_folder_in": str(_queue_dir / "queue"),
-            "data_folder_out": str(_queue_dir / "queue"),
-            "processed_folder": str(_queue_dir / "processed"),
-            "store_processed": False,
-        }
-    )
+
+
+def broker_transport_options(broker_url: str, data_dir: Path) -> dict:
+    options: dict = {
+        # Must exceed the longest retry countdown (Redis holds ETA messages unacknowledged).
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900),
+    }
+    if broker_url.startswith("filesystem"):
+        queue_dir = data_dir / "broker"
+        for sub in ("queue", "processed"):
+            (queue_dir / sub).mkdir(parents=True, exist_ok=True)
+        options.update(
+            {
+                "data_folder_in": str(queue_dir / "queue"),
+                "data_folder_out": str(queue_dir / "queue"),
+                "processed_folder": str(queue_dir / "processed"),
+                "store_processed": False,
+                "polling_interval": 0.1,
+            }
+        )
+    return options
+
+
+CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(CELERY_BROKER_URL, DATA_DIR)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -4,7 +4,7 @@ SQLite and the filesystem broker otherwise. Retry delays are short so failure pa
 import os
 
 from .base import *  # noqa: F403
-from .base import DATA_DIR, env
+from .base import BASE_DIR, CELERY_BROKER_URL, broker_transport_options, env, sqlite_database
 
 SECRET_KEY = "test-secret-key"
 DEBUG = False
@@ -28,5 +28,11 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {"kombu.connection": {"level": "ERROR"}},
 }
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+# Tests keep their own SQLite file and filesystem queue, apart from a running `make run`.
+TEST_DATA_DIR = BASE_DIR / "var" / "test"
+TEST_DATA_DIR.mkdir(parents=True, exist_ok=True)
+if not os.environ.get("DATABASE_URL"):
+    DATABASES = {"default": sqlite_database(TEST_DATA_DIR / "db.sqlite3")}
+CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(CELERY_BROKER_URL, TEST_DATA_DIR)
