@@ -154,9 +154,7 @@ class Booking(ConcurrentTransitionMixin, models.Model):
         return self.fraud_decision == "approved"
 
     def payment_held(self) -> bool:
-        return self.payment_status == self.PaymentStatus.AUTHORIZED and bool(
-            self.authorization_ref
-        )
+        return self.payment_status == self.PaymentStatus.AUTHORIZED and bool(self.authorization_ref)
 
     def room_held(self) -> bool:
         return self.room_status == self.RoomStatus.RESERVED and bool(self.reservation_ref)
@@ -224,7 +222,9 @@ class Booking(ConcurrentTransitionMixin, models.Model):
     def begin_compensation(self, reason: str) -> None:
         self._moved()
         valid = {c.value for c in self.CancellationReason}
-        self.cancellation_reason = reason if reason in valid else self.CancellationReason.STEP_FAILED
+        self.cancellation_reason = (
+            reason if reason in valid else self.CancellationReason.STEP_FAILED
+        )
         self.attention_reason = ""
 
     @transition(

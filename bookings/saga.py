@@ -88,9 +88,7 @@ def confirm_room(ctx: StepContext) -> dict[str, Any]:
 
 def release_room(ctx: StepContext) -> dict[str, Any]:
     ref = ctx.results.get("confirm", {}).get("reservation_ref", "")
-    result = providers.inventory().release(
-        idempotency_key=ctx.idempotency_key, reservation_ref=ref
-    )
+    result = providers.inventory().release(idempotency_key=ctx.idempotency_key, reservation_ref=ref)
     return {"reservation_ref": result.reference, "release": result.status}
 
 

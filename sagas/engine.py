@@ -83,9 +83,7 @@ def _dispatch_on_commit(row: SagaStep, step: Step, countdown: float, time_limit:
 # --- starting ------------------------------------------------------------------------------
 
 
-def start(
-    *, saga_type: str, target_id: str, payload: dict[str, Any], saga_id: Any = None
-) -> Saga:
+def start(*, saga_type: str, target_id: str, payload: dict[str, Any], saga_id: Any = None) -> Saga:
     """Create a saga and schedule its first step, in the caller's transaction (so that the
     target and its saga are committed together). The first message leaves after commit."""
     definition = get_definition(saga_type)
@@ -300,16 +298,10 @@ def _begin_compensation(saga: Saga, target: Any, definition: SagaDefinition, rea
 
 def _next_compensation(saga: Saga, target: Any, definition: SagaDefinition) -> None:
     """Schedule the compensation of the latest completed step not yet undone, or finish."""
-    done = set(
-        SagaStep.objects.filter(saga=saga, status=StepStatus.SUCCEEDED).values_list(
-            "name", "direction"
-        )
-    )
-    for step in reversed(definition.steps):
-        if step.compensatable and (step.name, ACTION) in done:
-            if (step.name, COMPENSATION) not in done:
-                _schedule(saga, definition, step, COMPENSATION)
-                return
+    pending = pending_compensations(saga)
+    if pending:
+        _schedule(saga, definition, pending[0], COMPENSATION)
+        return
     saga.status = Status.COMPENSATED
     saga.current_step = ""
     saga.finished_at = timezone.now()

@@ -32,7 +32,9 @@ class SweepReport:
         return {"redispatched": self.redispatched, "gave_up": self.gave_up}
 
 
-def sweep(*, now: datetime | None = None, limit: int | None = None, dry_run: bool = False) -> SweepReport:
+def sweep(
+    *, now: datetime | None = None, limit: int | None = None, dry_run: bool = False
+) -> SweepReport:
     """Send again each stalled attempt (at most `limit`, default SAGA_SWEEP_BATCH)."""
     now = now or timezone.now()
     limit = limit or settings.SAGA_SWEEP_BATCH

@@ -60,8 +60,15 @@ def _database_url() -> str:
 class Worker:
     """A real `celery worker` process, killed with its children when the test ends."""
 
-    def __init__(self, name: str, *, concurrency: int = 2, faults: dict | None = None,
-                 queues: str | None = None, extra_env: dict | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        concurrency: int = 2,
+        faults: dict | None = None,
+        queues: str | None = None,
+        extra_env: dict | None = None,
+    ) -> None:
         self.name = name
         env = {
             **os.environ,
@@ -74,16 +81,28 @@ class Worker:
         }
         ARTIFACTS.mkdir(exist_ok=True)
         self.log_path = ARTIFACTS / f"worker-{name}.log"
-        self.log = open(self.log_path, "w")
+        self.log = open(self.log_path, "w")  # noqa: SIM115  (closed in stop())
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "celery", "-A", "config", "worker",
-                "--loglevel=WARNING", f"--concurrency={concurrency}", "--pool=prefork",
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--loglevel=WARNING",
+                f"--concurrency={concurrency}",
+                "--pool=prefork",
                 f"--queues={queues or settings.CELERY_TASK_DEFAULT_QUEUE}",
-                f"--hostname={name}@%h", "--without-gossip", "--without-mingle",
+                f"--hostname={name}@%h",
+                "--without-gossip",
+                "--without-mingle",
                 "--without-heartbeat",
             ],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self._wait_ready()

@@ -20,8 +20,15 @@ from sagas.models import Saga, SagaStep
 from .factories import stay
 
 
-def book(resource: Resource, *, token: str = "tok_visa", email: str = "guest@example.com",
-         days_ahead: int = 10, nights: int = 2, owner: Any = None) -> Booking:
+def book(
+    resource: Resource,
+    *,
+    token: str = "tok_visa",
+    email: str = "guest@example.com",
+    days_ahead: int = 10,
+    nights: int = 2,
+    owner: Any = None,
+) -> Booking:
     check_in, check_out = stay(days_ahead, nights)
     return booking_create(
         resource_code=resource.code,
@@ -94,7 +101,9 @@ def assert_invariants(bookings: list[Booking] | None = None) -> None:
     for booking in qs:
         assert booking.state in Booking.TERMINAL, f"{booking} is stuck"
         assert booking.saga.status == saga_state[booking.state], (booking, booking.saga)
-        auths = list(PaymentAuthorization.objects.filter(idempotency_key__startswith=str(booking.saga_id)))
+        auths = list(
+            PaymentAuthorization.objects.filter(idempotency_key__startswith=str(booking.saga_id))
+        )
         assert len(auths) <= 1, f"{booking} has {len(auths)} authorizations"
         live = [a for a in auths if a.status == PaymentAuthorization.Status.AUTHORIZED]
         if booking.state == Booking.State.CANCELLED:

@@ -12,6 +12,9 @@ class FraudScreeningRecord(models.Model):
     reason = models.CharField(max_length=120, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    def __str__(self) -> str:
+        return f"{self.reference} {'approved' if self.approved else 'rejected'}"
+
 
 class PaymentAuthorization(models.Model):
     class Status(models.TextChoices):
@@ -32,6 +35,9 @@ class PaymentAuthorization(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     authorized_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.reference} {self.status}"
 
 
 class InventoryReservation(models.Model):
@@ -55,6 +61,9 @@ class InventoryReservation(models.Model):
             models.Index(fields=["resource", "status", "check_in"], name="reservation_lookup"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.reference} {self.status}"
+
 
 class EmailRecord(models.Model):
     class Status(models.TextChoices):
@@ -71,3 +80,6 @@ class EmailRecord(models.Model):
     message_id = models.CharField(max_length=64, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.template} to {self.to}: {self.status}"

@@ -199,7 +199,9 @@ SAGA_FAULTS = env_json("SAGA_FAULTS", {})
 # --- Providers ----------------------------------------------------------------------------
 BOOKING_PROVIDERS = {
     "fraud": env("BOOKING_FRAUD_PROVIDER", "bookings.providers.fraud.SandboxFraudScreening"),
-    "payments": env("BOOKING_PAYMENT_PROVIDER", "bookings.providers.payments.SandboxPaymentGateway"),
+    "payments": env(
+        "BOOKING_PAYMENT_PROVIDER", "bookings.providers.payments.SandboxPaymentGateway"
+    ),
     "inventory": env("BOOKING_INVENTORY_PROVIDER", "bookings.providers.inventory.SandboxInventory"),
     "email": env("BOOKING_EMAIL_PROVIDER", "bookings.providers.email.SandboxEmailSender"),
 }

@@ -117,8 +117,9 @@ def test_cancelling_a_completed_booking_releases_voids_and_sends_a_cancellation(
 
 def test_cancelling_in_flight_undoes_what_was_done_at_the_next_boundary(resource):
     booking = book(resource)
-    from ..helpers import scheduled
     from sagas import engine
+
+    from ..helpers import scheduled
 
     engine.execute(scheduled(booking.saga_id).pk)  # fraud check passes
     booking_cancel(booking=reload(booking), actor="client")

@@ -38,8 +38,9 @@ def create(resource_code="garden-room", **overrides):
 
 
 def test_create_computes_the_amount_and_starts_the_saga_in_one_go(resource):
-    booking = create(check_in=date.today() + timedelta(days=3),
-                     check_out=date.today() + timedelta(days=6))
+    booking = create(
+        check_in=date.today() + timedelta(days=3), check_out=date.today() + timedelta(days=6)
+    )
     assert booking.amount == Decimal("300.00") and booking.currency == "EUR"
     assert booking.state == "fraud_check"
     assert booking.saga.status == Saga.Status.RUNNING
@@ -77,10 +78,12 @@ def test_inactive_resource_is_not_bookable():
 
 def test_payment_gateway_returns_the_same_answer_for_the_same_key():
     gateway = SandboxPaymentGateway()
-    first = gateway.authorize(idempotency_key="k1", token="tok_visa", amount=Decimal(10),
-                              currency="EUR")
-    again = gateway.authorize(idempotency_key="k1", token="tok_visa", amount=Decimal(10),
-                              currency="EUR")
+    first = gateway.authorize(
+        idempotency_key="k1", token="tok_visa", amount=Decimal(10), currency="EUR"
+    )
+    again = gateway.authorize(
+        idempotency_key="k1", token="tok_visa", amount=Decimal(10), currency="EUR"
+    )
     assert first == again and PaymentAuthorization.objects.count() == 1
     assert gateway.void(idempotency_key="v1", authorization_ref=first.reference).status == "voided"
     assert gateway.void(idempotency_key="v1", authorization_ref=first.reference).status == "voided"
@@ -90,8 +93,9 @@ def test_payment_gateway_returns_the_same_answer_for_the_same_key():
 
 def test_void_fails_token_fails_every_void():
     gateway = SandboxPaymentGateway()
-    auth = gateway.authorize(idempotency_key="k", token="tok_void_fails", amount=Decimal(1),
-                             currency="EUR")
+    auth = gateway.authorize(
+        idempotency_key="k", token="tok_void_fails", amount=Decimal(1), currency="EUR"
+    )
     for _ in range(3):
         with pytest.raises(TransientError):
             gateway.void(idempotency_key="v", authorization_ref=auth.reference)
@@ -102,22 +106,39 @@ def test_inventory_counts_each_night_and_releases():
     room = ResourceFactory(code="one", capacity=1)
     inv = SandboxInventory()
     d = date.today() + timedelta(days=20)
-    a = inv.reserve(idempotency_key="a", resource_code="one", check_in=d,
-                    check_out=d + timedelta(days=3))
+    a = inv.reserve(
+        idempotency_key="a", resource_code="one", check_in=d, check_out=d + timedelta(days=3)
+    )
     assert a.status == "reserved"
     # overlaps the last night only
-    b = inv.reserve(idempotency_key="b", resource_code="one", check_in=d + timedelta(days=2),
-                    check_out=d + timedelta(days=4))
+    b = inv.reserve(
+        idempotency_key="b",
+        resource_code="one",
+        check_in=d + timedelta(days=2),
+        check_out=d + timedelta(days=4),
+    )
     assert b.status == "unavailable"
     # starts on a's check-out day: no overlap
-    c = inv.reserve(idempotency_key="c", resource_code="one", check_in=d + timedelta(days=3),
-                    check_out=d + timedelta(days=4))
+    c = inv.reserve(
+        idempotency_key="c",
+        resource_code="one",
+        check_in=d + timedelta(days=3),
+        check_out=d + timedelta(days=4),
+    )
     assert c.status == "reserved"
-    assert inv.reserve(idempotency_key="a", resource_code="one", check_in=d,
-                       check_out=d + timedelta(days=3)) == a
+    assert (
+        inv.reserve(
+            idempotency_key="a", resource_code="one", check_in=d, check_out=d + timedelta(days=3)
+        )
+        == a
+    )
     inv.release(idempotency_key="ra", reservation_ref=a.reference)
-    retry_b = inv.reserve(idempotency_key="b2", resource_code="one",
-                          check_in=d + timedelta(days=2), check_out=d + timedelta(days=3))
+    retry_b = inv.reserve(
+        idempotency_key="b2",
+        resource_code="one",
+        check_in=d + timedelta(days=2),
+        check_out=d + timedelta(days=3),
+    )
     assert retry_b.status == "reserved"
     assert room.capacity == 1
 
@@ -134,8 +155,14 @@ def test_concurrent_reservations_never_overbook():
         barrier.wait()
         try:
             results.append(
-                SandboxInventory().reserve(idempotency_key=f"k{i}", resource_code="pair",
-                                           check_in=d, check_out=d + timedelta(days=2)).status
+                SandboxInventory()
+                .reserve(
+                    idempotency_key=f"k{i}",
+                    resource_code="pair",
+                    check_in=d,
+                    check_out=d + timedelta(days=2),
+                )
+                .status
             )
         finally:
             connection.close()

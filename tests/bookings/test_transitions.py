@@ -58,8 +58,14 @@ TRANSITIONS = [
     (
         "begin_compensation",
         ("payment_declined",),
-        [S.FRAUD_CHECK, S.PREAUTHORIZING, S.CONFIRMING, S.NOTIFYING, S.COMPLETED,
-         S.REQUIRES_ATTENTION],
+        [
+            S.FRAUD_CHECK,
+            S.PREAUTHORIZING,
+            S.CONFIRMING,
+            S.NOTIFYING,
+            S.COMPLETED,
+            S.REQUIRES_ATTENTION,
+        ],
         S.COMPENSATING,
         {},
     ),
@@ -111,17 +117,25 @@ def test_transition_from_every_state(name, args, state, allowed, target, fields)
         ("begin_notification", S.CONFIRMING, {"room_status": "none"}),
         ("begin_notification", S.CONFIRMING, {"payment_status": "voided"}),
         ("complete", S.NOTIFYING, {"confirmation_sent_at": None}),
-        ("finish_cancellation", S.COMPENSATING, {"payment_status": "authorized",
-                                                  "authorization_ref": "a"}),
-        ("finish_cancellation", S.COMPENSATING, {"room_status": "reserved",
-                                                  "reservation_ref": "r"}),
+        (
+            "finish_cancellation",
+            S.COMPENSATING,
+            {"payment_status": "authorized", "authorization_ref": "a"},
+        ),
+        (
+            "finish_cancellation",
+            S.COMPENSATING,
+            {"room_status": "reserved", "reservation_ref": "r"},
+        ),
         ("resume_compensation", S.REQUIRES_ATTENTION, {"cancellation_reason": ""}),
     ],
 )
 def test_each_guard_refuses_its_transition_and_changes_nothing(name, state, missing):
-    fields = held(**missing) if name != "finish_cancellation" else {
-        "payment_status": "voided", "room_status": "released", **missing
-    }
+    fields = (
+        held(**missing)
+        if name != "finish_cancellation"
+        else {"payment_status": "voided", "room_status": "released", **missing}
+    )
     booking = make(state, **fields)
     with pytest.raises(TransitionNotAllowed):
         getattr(booking, name)()

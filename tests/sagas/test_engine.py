@@ -269,8 +269,13 @@ def test_only_one_attempt_of_a_saga_can_be_scheduled():
     row = scheduled(saga.pk)
     with pytest.raises(IntegrityError), transaction.atomic():
         SagaStep.objects.create(
-            saga=saga, name="b", index=1, direction="action", idempotency_key="k",
-            scheduled_for=row.scheduled_for, lease_expires_at=row.lease_expires_at,
+            saga=saga,
+            name="b",
+            index=1,
+            direction="action",
+            idempotency_key="k",
+            scheduled_for=row.scheduled_for,
+            lease_expires_at=row.lease_expires_at,
         )
 
 

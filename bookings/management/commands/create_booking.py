@@ -24,7 +24,10 @@ class Command(BaseCommand):
         parser.add_argument("--email", default="ada@example.com")
         parser.add_argument("--token", default="tok_visa")
         parser.add_argument(
-            "--wait", type=float, default=0, help="Seconds to wait for an end state (needs a worker)."
+            "--wait",
+            type=float,
+            default=0,
+            help="Seconds to wait for an end state (needs a worker).",
         )
         parser.add_argument("--json", action="store_true")
 

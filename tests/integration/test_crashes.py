@@ -1,0 +1,109 @@
+"""Faults against real worker processes: a worker SIGKILLed mid-step, a crash between the
+provider call and the commit of its outcome, messages lost after commit, every message
+delivered several times. Each ends with the effect exactly once."""
+
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from bookings.providers.models import (
+    EmailRecord,
+    FraudScreeningRecord,
+    InventoryReservation,
+    PaymentAuthorization,
+)
+from sagas import engine, recovery
+from sagas.models import SagaStep
+
+from ..factories import ResourceFactory
+from ..helpers import assert_invariants, book, reload, wait_for, wait_settled
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.django_db(transaction=True)]
+
+
+def sweep_as_if_later(minutes: float = 5) -> list[int]:
+    """The periodic sweeper, run as if the leases had run out (no need to wait for them)."""
+    return recovery.sweep(now=timezone.now() + timedelta(minutes=minutes)).redispatched
+
+
+def test_worker_killed_mid_step_is_recovered_with_the_effect_once(start_worker):
+    slow = start_worker(
+        "doomed", concurrency=1, faults={"pause_after_action": {"preauthorize.action": 60}}
+    )
+    booking = book(ResourceFactory(code="garden-room"))
+    # The authorization is made, the worker sleeps before recording it: kill it there.
+    wait_for(
+        lambda: PaymentAuthorization.objects.filter(status="authorized").exists(),
+        timeout=30,
+        what="the authorization",
+    )
+    slow.kill()
+    assert reload(booking).state == "preauthorizing"
+    start_worker("rescuer")
+    assert len(sweep_as_if_later()) == 1
+    [booking] = wait_settled([booking], timeout=60)
+    assert booking.state == "completed"
+    auth = PaymentAuthorization.objects.get()
+    assert auth.status == "authorized" and auth.attempts == 1  # the second call was a replay
+    row = SagaStep.objects.get(saga_id=booking.saga_id, name="preauthorize")
+    assert (row.status, row.dispatch_count) == ("succeeded", 2)
+    assert_invariants([booking])
+
+
+def test_crash_between_provider_call_and_commit_is_replayed_not_repeated(start_worker):
+    marker = Path(tempfile.mkdtemp()) / "crashed"
+    start_worker(
+        "crashy",
+        concurrency=1,
+        faults={"exit_after_action": ["confirm.action"], "exit_marker": str(marker)},
+    )
+    booking = book(ResourceFactory(code="garden-room", capacity=1))
+    wait_for(marker.exists, timeout=30, what="the injected crash")
+
+    # The broker redelivers the message of the dead pool process (reject on worker lost), or
+    # the sweeper sends it again: either way the reservation is replayed, not repeated.
+    def recovered() -> bool:
+        sweep_as_if_later()
+        return reload(booking).state in ("completed", "cancelled", "requires_attention")
+
+    wait_for(recovered, timeout=60, what="recovery")
+    booking = reload(booking)
+    assert booking.state == "completed"
+    assert InventoryReservation.objects.filter(status="reserved").count() == 1
+    assert_invariants([booking])
+
+
+def test_messages_lost_after_commit_are_sent_again_by_the_sweeper(start_worker):
+    start_worker("w")
+    room = ResourceFactory(code="garden-room")
+    with engine.messages_lost():
+        bookings = [book(room, email=f"g{i}@example.com") for i in range(3)]
+    assert all(reload(b).state == "fraud_check" for b in bookings)
+    assert not FraudScreeningRecord.objects.exists()  # nothing ran: the messages are gone
+    assert len(sweep_as_if_later()) == 3
+    settled = wait_settled(bookings, timeout=60)
+    assert [b.state for b in settled] == ["completed"] * 3
+    assert_invariants(bookings)
+
+
+@override_settings(SAGA_FAULTS={"duplicate_messages": 3})
+def test_every_step_message_delivered_three_times_has_each_effect_once(start_worker):
+    start_worker("dup", concurrency=3, faults={"duplicate_messages": 3})
+    room = ResourceFactory(code="garden-room", capacity=5)
+    bookings = [book(room, email=f"g{i}@example.com") for i in range(4)]
+    bookings.append(book(ResourceFactory(code="sold-out", capacity=0)))
+    settled = wait_settled(bookings, timeout=90)
+    assert sorted(b.state for b in settled) == ["cancelled"] + ["completed"] * 4
+    assert FraudScreeningRecord.objects.count() == 5
+    assert PaymentAuthorization.objects.filter(status="authorized").count() == 4
+    assert PaymentAuthorization.objects.filter(status="voided").count() == 1
+    assert EmailRecord.objects.filter(status="sent").count() == 4
+    for b in settled:
+        succeeded = SagaStep.objects.filter(saga_id=b.saga_id, status="succeeded")
+        names = list(succeeded.values_list("name", "direction"))
+        assert len(names) == len(set(names)), f"{b} recorded a step twice: {names}"
+    assert_invariants(bookings)
