@@ -2,6 +2,7 @@
 SQLite and the filesystem broker otherwise. Retry delays are short so failure paths finish fast."""
 
 import os
+from pathlib import Path
 
 from .base import *  # noqa: F403
 from .base import BASE_DIR, CELERY_BROKER_URL, broker_transport_options, env, sqlite_database
@@ -31,7 +32,7 @@ LOGGING = {
     "loggers": {"kombu.connection": {"level": "ERROR"}},
 }
 # Tests keep their own SQLite file and filesystem queue, apart from a running `make run`.
-TEST_DATA_DIR = BASE_DIR / "var" / "test"
+TEST_DATA_DIR = Path(env("DATA_DIR", str(BASE_DIR / "var"))) / "test"
 TEST_DATA_DIR.mkdir(parents=True, exist_ok=True)
 if not os.environ.get("DATABASE_URL"):
     DATABASES = {"default": sqlite_database(TEST_DATA_DIR / "db.sqlite3")}
