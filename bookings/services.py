@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -17,6 +19,7 @@ from django.utils import timezone
 
 from sagas import engine
 from sagas.errors import SagaStateError
+from sagas.models import Saga
 
 from .errors import ApplicationError
 from .models import Booking, Resource
@@ -110,53 +113,83 @@ def booking_create(
     return Booking.objects.get(pk=booking.pk)
 
 
-def booking_cancel(*, booking: Booking, actor: str = "", reason: str = "") -> str:
+@contextmanager
+def _operating_on(booking: Booking, expected_state: str | None, code: str) -> Iterator[None]:
+    """One transaction with the saga and booking rows locked (in the engine's order: saga
+    first), the booking's state re-checked, and engine refusals turned into a 409."""
+    try:
+        with transaction.atomic():
+            Saga.objects.select_for_update().filter(pk=booking.saga_id).exists()
+            current = Booking.objects.select_for_update().get(pk=booking.pk)
+            if expected_state is not None and current.state != expected_state:
+                raise ApplicationError(
+                    f"Booking {booking.reference} moved to {current.state} meanwhile "
+                    f"(it was {expected_state}); nothing was done. Look again and retry.",
+                    status=409,
+                    code="state_changed",
+                )
+            yield
+    except SagaStateError as exc:
+        raise ApplicationError(
+            f"Booking {booking.reference}: {exc}.", status=409, code=code
+        ) from exc
+
+
+def booking_cancel(
+    *, booking: Booking, actor: str = "", reason: str = "", expected_state: str | None = None
+) -> str:
     """A customer's cancel: at the next step boundary if the saga is in flight, at once if it is
     completed. Returns "requested" or "compensating"; 409 when the booking cannot be cancelled."""
-    return _turn_back(booking, Booking.CancellationReason.CUSTOMER_CANCELLED, actor, reason)
+    with _operating_on(booking, expected_state, "not_cancellable"):
+        return engine.turn_back(
+            saga_id=booking.saga_id,
+            reason=Booking.CancellationReason.CUSTOMER_CANCELLED,
+            actor=actor,
+            note=reason,
+        )
 
 
-def booking_compensate(*, booking: Booking, actor: str, reason: str) -> str:
-    """An operator's 'compensate now': undo every completed step in reverse order."""
+def booking_compensate(
+    *, booking: Booking, actor: str, reason: str, expected_state: str | None = None
+) -> str:
+    """An operator's 'compensate now': undo every completed step in reverse order (at the next
+    step boundary if a step is in flight). Returns "requested" or "compensating"."""
     _require_reason(reason)
-    return _turn_back(booking, Booking.CancellationReason.OPERATOR_CANCELLED, actor, reason)
+    with _operating_on(booking, expected_state, "not_compensatable"):
+        return engine.turn_back(
+            saga_id=booking.saga_id,
+            reason=Booking.CancellationReason.OPERATOR_CANCELLED,
+            actor=actor,
+            note=reason,
+        )
 
 
-def _turn_back(booking: Booking, code: str, actor: str, note: str) -> str:
-    try:
-        return engine.turn_back(saga_id=booking.saga_id, reason=code, actor=actor, note=note)
-    except SagaStateError as exc:
-        raise ApplicationError(
-            f"Booking {booking.reference} cannot be cancelled: {exc}.",
-            status=409,
-            code="not_cancellable",
-        ) from exc
-
-
-def booking_retry(*, booking: Booking, actor: str, reason: str) -> str:
-    """An operator's retry of the failed or stuck step (fresh retry budget)."""
+def booking_retry(
+    *, booking: Booking, actor: str, reason: str, expected_state: str | None = None
+) -> str:
+    """An operator's retry of the failed step (with a fresh retry budget) or of a stuck one
+    (its message sent again now). Returns a description of what was done."""
     _require_reason(reason)
-    try:
+    with _operating_on(booking, expected_state, "not_retriable"):
         return engine.retry(saga_id=booking.saga_id, actor=actor, reason=reason)
-    except SagaStateError as exc:
-        raise ApplicationError(
-            f"Booking {booking.reference}: {exc}.", status=409, code="not_retriable"
-        ) from exc
 
 
-def booking_resolve(*, booking: Booking, outcome: str, actor: str, reason: str) -> None:
+def booking_resolve(
+    *,
+    booking: Booking,
+    outcome: str,
+    actor: str,
+    reason: str,
+    expected_state: str | None = None,
+) -> None:
     """An operator closes a booking that requires attention by hand, as completed or
     cancelled, after fixing what needed fixing outside the system."""
     _require_reason(reason)
     saga_outcome = {"completed": "completed", "cancelled": "compensated"}.get(outcome)
     if saga_outcome is None:
         raise ApplicationError("Resolve as 'completed' or 'cancelled'.", code="invalid")
-    try:
+    with _operating_on(booking, expected_state, "not_resolvable"):
         engine.resolve(saga_id=booking.saga_id, outcome=saga_outcome, actor=actor, reason=reason)
-    except SagaStateError as exc:
-        raise ApplicationError(
-            f"Booking {booking.reference}: {exc}.", status=409, code="not_resolvable"
-        ) from exc
 
 
 def _require_reason(reason: str) -> None:

@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from . import faults
 from .definition import ACTION, COMPENSATION, SagaDefinition, Step, StepContext, get_definition
-from .errors import PermanentError, SagaStateError, StepError, TransientError
+from .errors import Deferral, PermanentError, SagaStateError, StepError, TransientError
 from .models import Saga, SagaEvent, SagaStep
 
 log = logging.getLogger(__name__)
@@ -229,6 +229,9 @@ def _apply_outcome(
         return "succeeded"
 
     row.error, row.error_code, row.response = error.message, error.code[:64], error.data
+    if isinstance(error, Deferral):
+        _defer(saga, step, row, error.delay)
+        return "deferred"
     policy = step.policy(saga.saga_type, row.direction)
     retriable = isinstance(error, TransientError) and error.code != "no_outcome"
     if retriable and row.attempt < policy.max_attempts:
@@ -259,6 +262,15 @@ def _apply_outcome(
     else:
         _begin_compensation(saga, target, definition, _reason(error))
     return "failed"
+
+
+def _defer(saga: Saga, step: Step, row: SagaStep, delay: float) -> None:
+    """Keep the attempt scheduled and send it again after `delay`: it was not tried."""
+    timeout = step.timeout_for(saga.saga_type, row.direction)
+    row.scheduled_for = timezone.now() + timedelta(seconds=delay)
+    row.lease_expires_at = row.scheduled_for + timedelta(seconds=timeout) + LEASE_GRACE
+    row.save()
+    _dispatch_on_commit(row, step, delay, timeout)
 
 
 def _reason(error: StepError) -> str:

@@ -21,3 +21,12 @@ class PermanentError(StepError):
 
 class SagaStateError(Exception):
     """An operation that the saga's current state does not allow (cancel a cancelled saga...)."""
+
+
+class Deferral(StepError):
+    """The step was not attempted (for example its provider's circuit breaker is open): run the
+    same attempt again after `delay` seconds, without spending one of its retries."""
+
+    def __init__(self, message: str, *, delay: float, code: str = "deferred"):
+        super().__init__(message, code=code)
+        self.delay = delay

@@ -137,3 +137,33 @@ def test_a_cancelled_booking_cannot_be_cancelled_again(resource):
     with pytest.raises(ApplicationError) as err:
         booking_cancel(booking=booking)
     assert err.value.status == 409
+
+
+def test_an_operator_action_on_a_booking_that_moved_meanwhile_is_refused(resource):
+    from bookings.errors import ApplicationError
+    from bookings.services import booking_resolve, booking_retry
+
+    booking = run(resource, email="bounce@example.com")
+    assert booking.state == "requires_attention"
+    booking_retry(booking=booking, actor="ann", reason="mail fixed", expected_state=booking.state)
+    # Bob's page still shows requires_attention: his resolve must not act on a moved booking.
+    with pytest.raises(ApplicationError) as err:
+        booking_resolve(
+            booking=booking,
+            outcome="completed",
+            actor="bob",
+            reason="sent by hand",
+            expected_state="requires_attention",
+        )
+    assert err.value.status == 409 and "moved" in err.value.message
+    assert reload(booking).state == "notifying"
+
+
+def test_operator_actions_need_a_reason(resource):
+    from bookings.errors import ApplicationError
+    from bookings.services import booking_compensate
+
+    booking = run(resource)
+    with pytest.raises(ApplicationError, match="reason"):
+        booking_compensate(booking=booking, actor="ann", reason="  ")
+    assert reload(booking).state == "completed"

@@ -112,6 +112,16 @@ def test_exhausted_retries_start_compensation_with_step_failed():
     assert [r[3] for r in steps(saga) if r[0] == "c"] == ["retrying", "retrying", "failed"]
 
 
+def test_a_deferred_attempt_runs_again_without_spending_a_retry():
+    saga = start(b__action=["deferred"] * 5 + ["ok"])
+    labels = drive(saga.pk)
+    assert labels.count("b/action#1:deferred") == 5
+    row = SagaStep.objects.get(saga=saga, name="b")
+    assert (row.attempt, row.status) == (1, "succeeded")  # one row, one attempt
+    saga.refresh_from_db()
+    assert saga.status == Saga.Status.COMPLETED
+
+
 def test_exhausted_timeouts_give_the_timeout_reason():
     saga = start(b__action=["timeout"])
     drive(saga.pk)

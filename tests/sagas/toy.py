@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from sagas.definition import RetryPolicy, SagaDefinition, SagaHooks, Step, StepContext, register
-from sagas.errors import PermanentError, TransientError
+from sagas.errors import Deferral, PermanentError, TransientError
 
 SCRIPT: dict[str, list[str]] = {}
 CALLS: list[tuple[str, str, int, str]] = []
@@ -24,6 +24,8 @@ def _effect(ctx: StepContext) -> dict[str, Any]:
         raise TransientError(f"{key} flaked", code="flaky")
     if outcome == "timeout":
         raise TransientError(f"{key} timed out", code="timeout")
+    if outcome == "deferred":
+        raise Deferral(f"{key} circuit open", delay=0.05)
     if outcome == "permanent":
         raise PermanentError(f"{key} refused", code=f"{ctx.step}_refused")
     return {"done": key, "call": n}
