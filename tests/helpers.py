@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import connection
+from django.utils import timezone
 
 from bookings.models import Booking, Resource
 from bookings.providers.models import InventoryReservation, PaymentAuthorization
@@ -83,6 +84,22 @@ def wait_settled(bookings: list[Booking], *, timeout: float = 90) -> list[Bookin
     except AssertionError:
         states = Counter(Booking.objects.filter(pk__in=ids).values_list("state", flat=True))
         raise AssertionError(f"bookings did not settle in {timeout}s: {dict(states)}") from None
+    return list(Booking.objects.filter(pk__in=ids).order_by("created_at"))
+
+
+def settle_with_sweeper(bookings: list[Booking], *, timeout: float = 90) -> list[Booking]:
+    """Wait for the bookings to settle while sweeping as Celery beat would, as if every lease
+    had run out: whichever comes first (the broker's redelivery or the sweeper's re-send)
+    recovers a lost step."""
+    from sagas import recovery
+
+    ids = [b.pk for b in bookings]
+
+    def settled() -> bool:
+        recovery.sweep(now=timezone.now() + timedelta(minutes=5))
+        return not Booking.objects.filter(pk__in=ids).exclude(state__in=Booking.TERMINAL).exists()
+
+    wait_for(settled, timeout=timeout, what="bookings to settle with the sweeper's help")
     return list(Booking.objects.filter(pk__in=ids).order_by("created_at"))
 
 

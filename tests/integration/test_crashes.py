@@ -20,7 +20,14 @@ from sagas import engine, recovery
 from sagas.models import SagaStep
 
 from ..factories import ResourceFactory
-from ..helpers import assert_invariants, book, reload, wait_for, wait_settled
+from ..helpers import (
+    assert_invariants,
+    book,
+    reload,
+    settle_with_sweeper,
+    wait_for,
+    wait_settled,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.django_db(transaction=True)]
 
@@ -44,13 +51,14 @@ def test_worker_killed_mid_step_is_recovered_with_the_effect_once(start_worker):
     slow.kill()
     assert reload(booking).state == "preauthorizing"
     start_worker("rescuer")
-    assert len(sweep_as_if_later()) == 1
-    [booking] = wait_settled([booking], timeout=60)
+    # RabbitMQ requeues the dead worker's unacknowledged message at once; Redis only after its
+    # visibility timeout, and the filesystem queue never: there the sweeper re-sends it.
+    [booking] = settle_with_sweeper([booking], timeout=60)
     assert booking.state == "completed"
     auth = PaymentAuthorization.objects.get()
     assert auth.status == "authorized" and auth.attempts == 1  # the second call was a replay
     row = SagaStep.objects.get(saga_id=booking.saga_id, name="preauthorize")
-    assert (row.status, row.dispatch_count) == ("succeeded", 2)
+    assert row.status == "succeeded"
     assert_invariants([booking])
 
 
@@ -66,12 +74,7 @@ def test_crash_between_provider_call_and_commit_is_replayed_not_repeated(start_w
 
     # The broker redelivers the message of the dead pool process (reject on worker lost), or
     # the sweeper sends it again: either way the reservation is replayed, not repeated.
-    def recovered() -> bool:
-        sweep_as_if_later()
-        return reload(booking).state in ("completed", "cancelled", "requires_attention")
-
-    wait_for(recovered, timeout=60, what="recovery")
-    booking = reload(booking)
+    [booking] = settle_with_sweeper([booking], timeout=60)
     assert booking.state == "completed"
     assert InventoryReservation.objects.filter(status="reserved").count() == 1
     assert_invariants([booking])
