@@ -176,6 +176,7 @@ def execute(step_id: int, *, task_id: str = "", worker: str = "") -> str:
     )
     side_effect = step.action if row.direction == ACTION else step.compensation
     assert side_effect is not None, f"{row} has no side effect"
+    faults.before_action(row.name, row.direction)
     started = timezone.now()
     result: dict[str, Any] = {}
     error: StepError | None = None

@@ -7,6 +7,14 @@ import time
 from django.conf import settings
 
 
+def before_action(step: str, direction: str) -> None:
+    """Runs just before a step's provider call: "crash_before_action" makes a poison message
+    that kills its worker process every time it is delivered."""
+    faults = settings.SAGA_FAULTS
+    if faults and f"{step}.{direction}" in faults.get("crash_before_action", ()):
+        os._exit(71)
+
+
 def after_action(step: str, direction: str) -> None:
     """Runs between a step's provider call and the commit of its outcome: the window in which a
     crash leaves an effect without a record."""

@@ -13,7 +13,12 @@ from django.db import connection
 from django.utils import timezone
 
 from bookings.models import Booking, Resource
-from bookings.providers.models import InventoryReservation, PaymentAuthorization
+from bookings.providers.models import (
+    EmailRecord,
+    FraudScreeningRecord,
+    InventoryReservation,
+    PaymentAuthorization,
+)
 from bookings.services import booking_create
 from sagas import engine
 from sagas.models import Saga, SagaStep
@@ -135,7 +140,32 @@ def assert_invariants(bookings: list[Booking] | None = None) -> None:
         assert not SagaStep.objects.filter(
             saga_id=booking.saga_id, status=SagaStep.Status.SCHEDULED
         ).exists(), f"{booking} has an attempt without outcome"
+        assert_history_agrees(booking)
     assert_no_overbooking()
+
+
+def assert_history_agrees(booking: Booking) -> None:
+    """The saga's recorded attempts explain the booking's state, and every effect a provider's
+    ledger holds was recorded by an attempt (no lost records)."""
+    steps = SagaStep.objects.filter(saga_id=booking.saga_id)
+    done = set(steps.filter(status="succeeded").values_list("name", "direction"))
+    recorded_keys = set(steps.exclude(status="scheduled").values_list("idempotency_key", flat=True))
+    if booking.state == Booking.State.COMPLETED:
+        assert {(n, "action") for n in Booking.STEP_STATES} <= done, (booking, done)
+    if booking.state == Booking.State.CANCELLED:
+        for name in ("preauthorize", "confirm"):
+            if (name, "action") in done:
+                assert (name, "compensation") in done, f"{booking}: {name} not undone"
+    prefix = str(booking.saga_id)
+    ledgers = [
+        PaymentAuthorization.objects.filter(idempotency_key__startswith=prefix),
+        InventoryReservation.objects.filter(idempotency_key__startswith=prefix),
+        EmailRecord.objects.filter(idempotency_key__startswith=prefix),
+        FraudScreeningRecord.objects.filter(idempotency_key__startswith=prefix),
+    ]
+    for ledger in ledgers:
+        for key in ledger.values_list("idempotency_key", flat=True):
+            assert key in recorded_keys, f"{booking}: effect {key} has no recorded attempt"
 
 
 def assert_no_overbooking() -> None:

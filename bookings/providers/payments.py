@@ -1,6 +1,7 @@
 """Payment gateway. Sandbox magic tokens: tok_declined (declined), tok_flaky (two transient
-failures, then authorized), tok_void_fails (authorized, every void fails transiently); any other
-tok_... is authorized; anything else is declined as an invalid token."""
+failures, then authorized), tok_void_fails (authorized, every void fails transiently),
+tok_void_flaky (authorized, the first two voids fail transiently); any other tok_... is
+authorized; anything else is declined as an invalid token."""
 
 import secrets
 from decimal import Decimal
@@ -68,7 +69,9 @@ class SandboxPaymentGateway:
             if record.status == Status.VOIDED:
                 return VoidResult(record.reference, "voided")
             record.void_attempts += 1
-            if record.token == "tok_void_fails":
+            if record.token == "tok_void_fails" or (
+                record.token == "tok_void_flaky" and record.void_attempts <= 2
+            ):
                 failed = True
             else:
                 record.status = Status.VOIDED
