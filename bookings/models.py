@@ -295,3 +295,31 @@ class Booking(ConcurrentTransitionMixin, models.Model):
         self.attention_reason = ""
         if not self.cancellation_reason:
             self.cancellation_reason = self.CancellationReason.OPERATOR_CANCELLED
+
+
+class IdempotencyKey(models.Model):
+    """The first response to a client's `POST /api/v1/bookings/` with an Idempotency-Key, kept
+    until `expires_at` so that a retry with the same key gets the same answer. One row per
+    (client, key): the unique constraint is what makes concurrent retries create one booking."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="idempotency_keys"
+    )
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the request body.")
+    response_status = models.PositiveSmallIntegerField()
+    response_body = models.JSONField()
+    booking = models.ForeignKey(
+        Booking, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "key"], name="idempotencykey_one_per_client")
+        ]
+        indexes = [models.Index(fields=["owner", "expires_at"], name="idempotencykey_expiry")]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.response_status})"

@@ -74,6 +74,8 @@ INSTALLED_APPS = [
     "django_fsm",
     "rest_framework",
     "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
     "sagas",
     "bookings",
     "bookings.providers",
@@ -205,3 +207,65 @@ BOOKING_PROVIDERS = {
     "inventory": env("BOOKING_INVENTORY_PROVIDER", "bookings.providers.inventory.SandboxInventory"),
     "email": env("BOOKING_EMAIL_PROVIDER", "bookings.providers.email.SandboxEmailSender"),
 }
+
+
+# --- Cache --------------------------------------------------------------------------------
+# API throttling counts requests here, so every web process must share it: CACHE_URL=redis://...
+# in production. Without it each process keeps its own local memory (fine for `make run`).
+def cache_from_env(url: str) -> dict:
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+    if url.startswith("db://"):
+        # needs `manage.py createcachetable`
+        return {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": url[5:]}
+    if url in ("", "locmem://"):
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    raise ImproperlyConfigured(f"CACHE_URL {url!r}: use redis://, db://<table> or locmem://")
+
+
+CACHES = {"default": cache_from_env(env("CACHE_URL", ""))}
+
+# --- Client API (bookings/api/) -------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Token first: its WWW-Authenticate header makes anonymous requests a 401, not a 403.
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "bookings.api.throttling.ClientRateThrottle",
+        "bookings.api.throttling.AnonymousRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "client": env("API_THROTTLE_CLIENT", "300/minute"),
+        "anonymous": env("API_THROTTLE_ANONYMOUS", "60/minute"),
+    },
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "bookings.api.pagination.BookingPagination",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "bookings.api.exceptions.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Booking operations platform: client API",
+    "DESCRIPTION": (
+        "Create, follow and cancel bookings. Every error has the same body: "
+        "`{code, message, fields}`. See the README section 'Client API'."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "BookingStateEnum": "bookings.models.Booking.State",
+        "CancellationReasonEnum": "bookings.models.Booking.CancellationReason",
+        "PaymentStatusEnum": "bookings.models.Booking.PaymentStatus",
+    },
+}
+# Idempotency-Key records are kept this long (seconds); a key reused later starts afresh.
+API_IDEMPOTENCY_TTL = env_int("API_IDEMPOTENCY_TTL", 24 * 3600)
+# The longest `Prefer: wait=<seconds>` honoured (RFC 7240); longer requests are cut to this.
+API_PREFER_WAIT_MAX = env_int("API_PREFER_WAIT_MAX", 30)

@@ -1,0 +1,149 @@
+"""What the client API reads and writes. Input serializers check types and sizes only; the rules
+of a booking (dates, nights, token shape, resource) are the service's, so the API, the admin and
+the commands cannot disagree. The payment token is write-only: it never leaves the server."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from bookings.models import Booking, Resource
+from sagas.models import SagaStep
+
+# What a client may read about a failed attempt, by its error code. The stored message can carry
+# provider details (a screening reason, an SMTP reply, an exception) that are ours to know.
+PUBLIC_STEP_ERRORS = {
+    "fraud_rejected": "The booking was rejected by fraud screening.",
+    "payment_declined": "The payment was declined.",
+    "unavailable": "No room is available on the requested nights.",
+    "timeout": "The step timed out; it is retried automatically.",
+    "gateway": "The payment provider did not answer; it is retried automatically.",
+    "email": "The e-mail could not be sent; it is retried automatically.",
+    "deferred": "The provider is unavailable; the step runs again later.",
+}
+GENERIC_STEP_ERROR = "The step failed; it is retried or undone automatically."
+SKIPPED_STEP = "Skipped: the booking was cancelled before this step ran."
+
+
+class ResourceSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Resource
+        fields = ["code", "name", "nightly_price", "currency"]
+
+
+class StepSerializer(serializers.ModelSerializer):
+    """One attempt of one saga step (an action or its compensation)."""
+
+    error = serializers.SerializerMethodField(
+        help_text="Why the attempt failed, for a client; empty when it did not fail."
+    )
+    duration_ms = serializers.FloatField(
+        read_only=True, allow_null=True, help_text="Run time of the attempt."
+    )
+
+    class Meta:
+        model = SagaStep
+        fields = [
+            "name",
+            "direction",
+            "status",
+            "attempt",
+            "scheduled_for",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "error_code",
+            "error",
+        ]
+
+    @extend_schema_field(serializers.CharField())
+    def get_error(self, step: SagaStep) -> str:
+        if step.status == SagaStep.Status.SKIPPED:
+            return SKIPPED_STEP
+        if not step.error and not step.error_code:
+            return ""
+        return PUBLIC_STEP_ERRORS.get(step.error_code, GENERIC_STEP_ERROR)
+
+
+class BookingSerializer(serializers.ModelSerializer):
+    """A booking as its client sees it, with the timeline of its saga's attempts."""
+
+    resource = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    cancel_requested_at = serializers.SerializerMethodField(
+        help_text="When a cancellation was asked for while a step was in flight (it then takes "
+        "effect at the next step boundary); null if none was."
+    )
+    timeline = serializers.SerializerMethodField(
+        help_text="Every attempt of every step, oldest first."
+    )
+
+    class Meta:
+        model = Booking
+        fields = [
+            "id",
+            "reference",
+            "state",
+            "cancellation_reason",
+            "cancel_requested_at",
+            "resource",
+            "check_in",
+            "check_out",
+            "guest_name",
+            "guest_email",
+            "amount",
+            "currency",
+            "payment_status",
+            "created_at",
+            "updated_at",
+            "timeline",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_cancel_requested_at(self, booking: Booking) -> str | None:
+        saga = booking.saga
+        if saga is None or saga.cancel_requested_at is None:
+            return None
+        return serializers.DateTimeField().to_representation(saga.cancel_requested_at)
+
+    @extend_schema_field(StepSerializer(many=True))
+    def get_timeline(self, booking: Booking) -> list[dict]:
+        if booking.saga is None:
+            return []
+        # steps are prefetched by the selector; .all() keeps using that cache
+        steps = sorted(booking.saga.steps.all(), key=lambda s: s.pk)
+        return StepSerializer(steps, many=True).data
+
+
+class BookingCreateSerializer(serializers.Serializer):
+    """The body of `POST /api/v1/bookings/`. The amount is computed on the server."""
+
+    resource = serializers.CharField(max_length=32, help_text="A resource code, e.g. garden-room.")
+    check_in = serializers.DateField(help_text="First night, today or later (YYYY-MM-DD).")
+    check_out = serializers.DateField(help_text="Departure day, 1 to 30 nights after check_in.")
+    guest_name = serializers.CharField(max_length=120)
+    guest_email = serializers.EmailField(max_length=254)
+    payment_token = serializers.CharField(
+        max_length=64,
+        write_only=True,
+        help_text="A payment provider token (tok_...), never card data.",
+    )
+
+
+class BookingCancelSerializer(serializers.Serializer):
+    """The optional body of a cancel."""
+
+    reason = serializers.CharField(
+        max_length=500, required=False, allow_blank=True, help_text="Kept in the audit trail."
+    )
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error the API returns has this shape."""
+
+    code = serializers.CharField(help_text="Stable, machine-readable: invalid, not_found, ...")
+    message = serializers.CharField(help_text="For a person to read.")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="Messages per input field (400 only; empty otherwise).",
+    )

@@ -1,0 +1,16 @@
+"""/api/v1/: included from config/urls.py."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from . import views
+
+urlpatterns = [
+    path("bookings/", views.BookingListCreateView.as_view(), name="api-bookings"),
+    # <str:pk>, not <uuid:pk>: a malformed id must be the API's JSON 404, not Django's HTML one
+    path("bookings/<str:pk>/", views.BookingDetailView.as_view(), name="api-booking"),
+    path("bookings/<str:pk>/cancel/", views.BookingCancelView.as_view(), name="api-booking-cancel"),
+    path("resources/", views.ResourceListView.as_view(), name="api-resources"),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
