@@ -11,6 +11,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from sagas.definition import ACTION, RetryPolicy, SagaDefinition, SagaHooks, Step, StepContext
@@ -18,6 +19,7 @@ from sagas.errors import PermanentError
 
 from .models import Booking
 from .providers import base as providers
+from .providers.guard import guarded
 
 SAGA_TYPE = "booking"
 
@@ -204,6 +206,12 @@ class BookingHooks(SagaHooks):
 
 # --- the definition ------------------------------------------------------------------------
 
+
+def _queue(provider: str) -> str | None:
+    """The Celery queue of a provider's steps (settings.BOOKING_QUEUES; empty: the default)."""
+    return settings.BOOKING_QUEUES.get(provider) or None
+
+
 PROVIDER_RETRY = RetryPolicy(max_attempts=5, initial_delay=1.0, backoff=2.0, max_delay=15.0)
 UNDO_RETRY = RetryPolicy(max_attempts=6, initial_delay=1.0, backoff=2.0, max_delay=15.0)
 
@@ -212,31 +220,37 @@ BOOKING_SAGA = SagaDefinition(
     steps=(
         Step(
             "fraud_check",
-            action=fraud_check,
+            # Each side effect runs behind its provider's rate limit and circuit breaker
+            # (providers/guard.py), on its provider's queue.
+            action=guarded("fraud", fraud_check),
             retry=PROVIDER_RETRY,
+            queue=_queue("fraud"),
             describe=_describe("guest_email", "guest_name", "amount", "currency"),
         ),
         Step(
             "preauthorize",
-            action=preauthorize,
-            compensation=void_authorization,
+            action=guarded("payments", preauthorize),
+            compensation=guarded("payments", void_authorization),
             retry=PROVIDER_RETRY,
+            queue=_queue("payments"),
             compensation_retry=UNDO_RETRY,
             describe=_describe_payment,
         ),
         Step(
             "confirm",
-            action=confirm_room,
-            compensation=release_room,
+            action=guarded("inventory", confirm_room),
+            compensation=guarded("inventory", release_room),
             retry=PROVIDER_RETRY,
+            queue=_queue("inventory"),
             compensation_retry=UNDO_RETRY,
             describe=_describe("resource", "check_in", "check_out"),
         ),
         Step(
             "send_email",
-            action=send_confirmation,
-            compensation=send_cancellation,
+            action=guarded("email", send_confirmation),
+            compensation=guarded("email", send_cancellation),
             retriable_only=True,
+            queue=_queue("email"),
             retry=RetryPolicy(max_attempts=6, initial_delay=2.0, backoff=2.0, max_delay=20.0),
             compensation_retry=UNDO_RETRY,
             describe=_describe("guest_email"),

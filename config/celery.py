@@ -1,11 +1,43 @@
-"""The Celery application: configuration comes from Django settings (CELERY_* names)."""
+"""The Celery application: configuration comes from Django settings (CELERY_* names).
+
+Worker-side observability is wired here, on Celery's signals:
+- structured logs: Celery keeps its hands off the root logger (CELERY_WORKER_HIJACK_ROOT_LOGGER
+  is False), so Django's LOGGING (JSON through structlog) formats every line; django-structlog's
+  receiver (DJANGO_STRUCTLOG_CELERY_ENABLED) reads the request_id from the task headers and binds
+  it, and sagas.instrument binds the saga and step while one runs;
+- metrics: in prometheus_client multiprocess mode each pool process writes its samples to
+  PROMETHEUS_MULTIPROC_DIR; the main process serves them on CELERY_WORKER_METRICS_PORT, and a
+  pool process that exits is marked dead so that its gauges stop counting.
+"""
 
 import os
 
 from celery import Celery
+from celery.signals import worker_process_shutdown, worker_ready
+from django_structlog.celery.steps import DjangoStructLogInitStep
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
 app = Celery("bookingops")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# In workers: bind the request_id (and the rest of the publisher's log context) carried in the
+# task headers before each task, and log each task's start and end.
+app.steps["worker"].add(DjangoStructLogInitStep)
+
+
+@worker_ready.connect
+def _serve_metrics(sender=None, **kwargs):
+    from django.conf import settings
+
+    from ops.metrics import serve_worker_metrics
+
+    serve_worker_metrics(settings.CELERY_WORKER_METRICS_PORT, settings.CELERY_WORKER_METRICS_ADDR)
+
+
+@worker_process_shutdown.connect
+def _mark_process_dead(pid=None, **kwargs):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid or os.getpid())

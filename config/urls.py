@@ -1,7 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from ops.health import WEB_CHECKS, HealthView
+from ops.metrics import metrics_view
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("bookings.api.urls")),
+    # Probes and scraping: expose them on the internal network only (README, Production).
+    path("health/", HealthView.as_view(), name="health"),
+    path("health/web/", HealthView.as_view(checks=WEB_CHECKS), name="health-web"),
+    path("metrics", metrics_view, name="metrics"),
 ]

@@ -31,7 +31,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from . import faults
+from . import faults, instrument
 from .definition import ACTION, COMPENSATION, SagaDefinition, Step, StepContext, get_definition
 from .errors import Deferral, PermanentError, SagaStateError, StepError, TransientError
 from .models import Saga, SagaEvent, SagaStep
@@ -59,11 +59,14 @@ def messages_lost():
         _messages_lost = False
 
 
-def _send(step_id: int, queue: str | None, countdown: float, time_limit: float) -> None:
+def _send(step_id: int, queue: str | None, countdown: float) -> None:
     if _messages_lost:
         log.warning("fault injection: message for step attempt %s dropped", step_id)
         return
-    options: dict[str, Any] = {"soft_time_limit": time_limit}
+    # No Celery time limit: one could fire after the provider call succeeded, while the outcome
+    # is being recorded. A step's timeout is its lease: past it, the sweeper sends a second
+    # copy, which replays the call under the same idempotency key.
+    options: dict[str, Any] = {}
     if queue:
         options["queue"] = queue
     if countdown > 0:
@@ -75,9 +78,9 @@ def _send(step_id: int, queue: str | None, countdown: float, time_limit: float) 
         log.exception("could not send step attempt %s; the sweeper will send it again", step_id)
 
 
-def _dispatch_on_commit(row: SagaStep, step: Step, countdown: float, time_limit: float) -> None:
+def _dispatch_on_commit(row: SagaStep, step: Step, countdown: float) -> None:
     step_id, queue = row.pk, step.queue
-    transaction.on_commit(lambda: _send(step_id, queue, countdown, time_limit))
+    transaction.on_commit(lambda: _send(step_id, queue, countdown))
 
 
 # --- starting ------------------------------------------------------------------------------
@@ -96,6 +99,7 @@ def start(*, saga_type: str, target_id: str, payload: dict[str, Any], saga_id: A
         target = definition.hooks.lock_target(saga)
         definition.hooks.started(saga, target)
         _schedule(saga, definition, definition.steps[0], ACTION, round_=1)
+        instrument.saga_started(saga)  # metrics + log line, after commit (sagas/instrument.py)
     return saga
 
 
@@ -128,7 +132,7 @@ def _schedule(
         lease_expires_at=eta + timedelta(seconds=timeout) + LEASE_GRACE,
     )
     saga.current_step = step.name
-    _dispatch_on_commit(row, step, delay, timeout)
+    _dispatch_on_commit(row, step, delay)
     return row
 
 
@@ -163,6 +167,7 @@ def execute(step_id: int, *, task_id: str = "", worker: str = "") -> str:
         return _skip_for_cancel(row)
     definition = get_definition(saga.saga_type)
     step = definition.step(row.name)
+    instrument.bind_attempt(saga, row)  # every log line of this attempt names saga and step
     ctx = StepContext(
         saga_id=str(saga.id),
         saga_type=saga.saga_type,
@@ -209,6 +214,7 @@ def record(
         row.started_at, row.finished_at = outcome.started_at, outcome.finished_at
         row.task_id, row.worker = task_id[:64], worker[:128]
         label = _apply_outcome(saga, target, definition, row, outcome)
+        instrument.attempt_recorded(saga, row, outcome, label)  # metrics + log, after commit
         saga.save()
     return label
 
@@ -271,7 +277,7 @@ def _defer(saga: Saga, step: Step, row: SagaStep, delay: float) -> None:
     row.scheduled_for = timezone.now() + timedelta(seconds=delay)
     row.lease_expires_at = row.scheduled_for + timedelta(seconds=timeout) + LEASE_GRACE
     row.save()
-    _dispatch_on_commit(row, step, delay, timeout)
+    _dispatch_on_commit(row, step, delay)
 
 
 def _reason(error: StepError) -> str:
@@ -298,6 +304,7 @@ def _action_succeeded(
     saga.current_step = ""
     saga.finished_at = timezone.now()
     definition.hooks.completed(saga, target)
+    instrument.saga_completed(saga)  # metrics + log line, after commit
 
 
 def _begin_compensation(saga: Saga, target: Any, definition: SagaDefinition, reason: str) -> None:
@@ -319,6 +326,7 @@ def _next_compensation(saga: Saga, target: Any, definition: SagaDefinition) -> N
     saga.current_step = ""
     saga.finished_at = timezone.now()
     definition.hooks.compensated(saga, target, saga.reason)
+    instrument.saga_compensated(saga, saga.reason)  # metrics + log line, after commit
 
 
 def pending_compensations(saga: Saga) -> list[Step]:
@@ -343,6 +351,7 @@ def _park(saga: Saga, target: Any, definition: SagaDefinition, why: str) -> None
     saga.last_error = why if not saga.last_error else saga.last_error
     SagaEvent.objects.create(saga=saga, kind="parked", reason=why)
     definition.hooks.attention_required(saga, target, why)
+    instrument.saga_parked(saga, why)  # metrics + log line, after commit
 
 
 def _skip_for_cancel(row: SagaStep) -> str:
@@ -506,5 +515,5 @@ def _redispatch_locked(
     row.dispatch_count += 1
     row.lease_expires_at = now + timedelta(seconds=timeout) + LEASE_GRACE
     row.save(update_fields=["dispatch_count", "lease_expires_at"])
-    _dispatch_on_commit(row, step, 0, timeout)
+    _dispatch_on_commit(row, step, 0)
     return "redispatched"

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from sagas.errors import TransientError
 
+from . import outage
 from .base import EmailReceipt
 from .models import EmailRecord
 
@@ -65,6 +66,7 @@ class SandboxEmailSender(DjangoEmailSender):
         self, to: str, subject: str, template: str, context: dict[str, Any], message_id: str
     ) -> None:
         """Bounce every address starting with bounce@; deliver the rest."""
+        outage.raise_if_down("email")
         if to.lower().startswith("bounce@"):
             raise TransientError("mailbox unavailable (sandbox bounce@)", code="email")
         super().deliver(to, subject, template, context, message_id)

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 from django.db import transaction
 
+from . import outage
 from .base import FraudDecision
 from .models import FraudScreeningRecord
 
@@ -14,6 +15,7 @@ class SandboxFraudScreening:
         self, *, idempotency_key: str, email: str, name: str, amount: Decimal, currency: str
     ) -> FraudDecision:
         """Approve, unless the address ends in @fraud.test. Same key, same decision."""
+        outage.raise_if_down("fraud")
         with transaction.atomic():
             record, _ = FraudScreeningRecord.objects.get_or_create(
                 idempotency_key=idempotency_key,

@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from . import outage
 from .base import Reservation
 from .models import InventoryReservation
 
@@ -19,6 +20,7 @@ class SandboxInventory:
         self, *, idempotency_key: str, resource_code: str, check_in: date, check_out: date
     ) -> Reservation:
         """Reserve every night of the stay, or none: "unavailable" when any night is full."""
+        outage.raise_if_down("inventory")
         from bookings.models import Resource
 
         with transaction.atomic():
@@ -52,6 +54,7 @@ class SandboxInventory:
 
     def release(self, *, idempotency_key: str, reservation_ref: str) -> Reservation:
         """Give the nights back; releasing an unknown or released reservation changes nothing."""
+        outage.raise_if_down("inventory")
         with transaction.atomic():
             record = (
                 InventoryReservation.objects.select_for_update()

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from sagas.errors import TransientError
 
+from . import outage
 from .base import AuthorizationResult, VoidResult
 from .models import PaymentAuthorization
 
@@ -29,6 +30,7 @@ class SandboxPaymentGateway:
         self, *, idempotency_key: str, token: str, amount: Decimal, currency: str
     ) -> AuthorizationResult:
         """Hold the amount. A key seen before returns its first final answer."""
+        outage.raise_if_down("payments")
         transient = False
         with transaction.atomic():
             record, _ = PaymentAuthorization.objects.select_for_update().get_or_create(
@@ -57,6 +59,7 @@ class SandboxPaymentGateway:
 
     def void(self, *, idempotency_key: str, authorization_ref: str) -> VoidResult:
         """Release the hold. Unknown references and holds already voided are no-ops."""
+        outage.raise_if_down("payments")
         failed = False
         with transaction.atomic():
             record = (

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
+
+from config.logging import configure_structlog, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -79,9 +82,16 @@ INSTALLED_APPS = [
     "sagas",
     "bookings",
     "bookings.providers",
+    # Production readiness: /health/, /metrics, structured request logs.
+    "health_check",
+    "django_prometheus",
+    "django_structlog",
+    "ops",
 ]
 
 MIDDLEWARE = [
+    # Outermost, so that request metrics time the whole stack (django-prometheus).
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -90,6 +100,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Binds request_id (from X-Request-ID, or a new one) and the user to every log line of the
+    # request; the Celery receiver carries them in task headers into the saga's tasks.
+    "django_structlog.middlewares.RequestMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -132,15 +146,12 @@ STATIC_ROOT = DATA_DIR / "static"
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "bookings@example.com")
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    # The filesystem transport has no host; kombu warns about it on every connection.
-    "loggers": {"kombu.connection": {"level": "ERROR"}},
-}
+# Structured logs (config/logging.py): JSON lines by default; LOG_FORMAT=console for people.
+configure_structlog()
+LOGGING = logging_config(env("LOG_LEVEL", "INFO"), json=env("LOG_FORMAT", "json") == "json")
+# django-structlog: request_id travels from the web request into every Celery task it causes.
+DJANGO_STRUCTLOG_CELERY_ENABLED = True
+DJANGO_STRUCTLOG_USER_ID_FIELD = "pk"
 
 # --- Celery -------------------------------------------------------------------------------
 # Delivery is at-least-once: a message is acknowledged only after its task ran, a message whose
@@ -207,6 +218,63 @@ BOOKING_PROVIDERS = {
     "inventory": env("BOOKING_INVENTORY_PROVIDER", "bookings.providers.inventory.SandboxInventory"),
     "email": env("BOOKING_EMAIL_PROVIDER", "bookings.providers.email.SandboxEmailSender"),
 }
+
+# --- Queues, provider rate limits and circuit breakers (keyed like BOOKING_PROVIDERS) ------------
+# Each provider's steps (action and compensation) run on their own Celery queue, so the workers
+# for one provider can be scaled, placed or restarted apart from the rest. A worker started
+# without -Q consumes every queue listed in CELERY_TASK_QUEUES (that is what `make run` does).
+BOOKING_QUEUES = {
+    "fraud": env("BOOKING_QUEUE_FRAUD", "fraud"),
+    "payments": env("BOOKING_QUEUE_PAYMENTS", "payments"),
+    "inventory": env("BOOKING_QUEUE_INVENTORY", "inventory"),
+    "email": env("BOOKING_QUEUE_EMAIL", "notifications"),
+}
+
+
+def celery_queues(default_queue: str, step_queues: dict[str, str]) -> list[Queue]:
+    """Every queue a worker without -Q consumes: the default one (sweeper, unrouted tasks) and
+    each provider's queue, once; declared the way Celery declares a queue it creates itself."""
+    names = dict.fromkeys([default_queue, *(q for q in step_queues.values() if q)])
+    return [Queue(name, Exchange(name), routing_key=name) for name in names]
+
+
+CELERY_TASK_QUEUES = celery_queues(CELERY_TASK_DEFAULT_QUEUE, BOOKING_QUEUES)
+# Calls per second / minute allowed to each provider across *all* workers, e.g.
+# BOOKING_PROVIDER_RATE_LIMITS='{"payments": "20/s", "email": "600/m"}'. Enforced by a shared
+# counter in the coordination cache (bookings/providers/guard.py), not by Celery's rate_limit,
+# which is per worker and per task name (N workers would allow N times the limit). A step over
+# the limit is deferred to the next window without spending a retry.
+BOOKING_PROVIDER_RATE_LIMITS = env_json("BOOKING_PROVIDER_RATE_LIMITS", {})
+# Circuit breakers, one per provider, their state shared by all workers (coordination cache):
+# `failure_threshold` transient failures from that many different calls (idempotency keys) with
+# no success in between, within `window` seconds, open the circuit; its steps then wait
+# `cool_down` seconds without spending retries; one half-open probe closes it again.
+# Per-provider overrides: BOOKING_CIRCUIT_BREAKERS='{"payments": {"cool_down": 60}}'.
+BOOKING_CIRCUIT_BREAKER_DEFAULTS = {"failure_threshold": 5, "window": 60, "cool_down": 15}
+BOOKING_CIRCUIT_BREAKERS = env_json("BOOKING_CIRCUIT_BREAKERS", {})
+# Every process of a deployment must see the same circuit state, rate-limit counters and sandbox
+# outage flags: Redis in production (COORDINATION_CACHE_URL, else CACHE_URL); on one machine
+# without Redis (`make run`), a file cache under DATA_DIR that all local processes share.
+COORDINATION_CACHE_URL = env("COORDINATION_CACHE_URL", os.environ.get("CACHE_URL", ""))
+COORDINATION_CACHE = (
+    {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": COORDINATION_CACHE_URL}
+    if COORDINATION_CACHE_URL.startswith(("redis://", "rediss://", "unix://"))
+    else {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": str(DATA_DIR / "coordination-cache"),
+    }
+)
+
+# --- Observability ----------------------------------------------------------------------------
+# Payload fields copied into every log line about a saga (the booking reference).
+SAGA_LOG_PAYLOAD_FIELDS = ("reference",)
+# A Celery worker serves its metrics (all its pool processes, prometheus_client multiprocess
+# mode under PROMETHEUS_MULTIPROC_DIR) on this port when set; 0 disables it.
+CELERY_WORKER_METRICS_PORT = env_int("CELERY_WORKER_METRICS_PORT", 0)
+# The address it listens on: the machine's private interface in production (never public).
+CELERY_WORKER_METRICS_ADDR = env("CELERY_WORKER_METRICS_ADDR", "127.0.0.1")
+# /health/: how long to wait for a worker to answer a ping (seconds).
+HEALTH_WORKER_PING_TIMEOUT = float(env("HEALTH_WORKER_PING_TIMEOUT", "1"))
 
 
 # --- Cache --------------------------------------------------------------------------------

@@ -5,7 +5,18 @@ import os
 from pathlib import Path
 
 from .base import *  # noqa: F403
-from .base import BASE_DIR, CELERY_BROKER_URL, broker_transport_options, env, sqlite_database
+from .base import (
+    BASE_DIR,
+    BOOKING_QUEUES,
+    CELERY_BROKER_URL,
+    COORDINATION_CACHE,
+    broker_transport_options,
+    celery_queues,
+    env,
+    env_json,
+    logging_config,
+    sqlite_database,
+)
 
 SECRET_KEY = "test-secret-key"
 DEBUG = False
@@ -24,16 +35,33 @@ SAGA_STEP_SETTINGS = {
     "booking.send_email": {**_fast, "max_attempts": 3, "timeout": 5},
     "booking.send_email.compensation": {**_fast, "max_attempts": 3, "timeout": 5},
 }
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": "WARNING"},
-    "loggers": {"kombu.connection": {"level": "ERROR"}},
+# Readable lines unless a test asks for the production format (LOG_FORMAT=json).
+LOGGING = logging_config(env("LOG_LEVEL", "WARNING"), json=env("LOG_FORMAT", "console") == "json")
+# Every provider's steps on this run's queue, so a worker started on it runs whole sagas; a test
+# that splits them over queues sets BOOKING_QUEUE_* in its workers' environment.
+BOOKING_QUEUES = {
+    kind: env(f"BOOKING_QUEUE_{kind.upper()}", CELERY_TASK_DEFAULT_QUEUE) for kind in BOOKING_QUEUES
 }
+CELERY_TASK_QUEUES = celery_queues(CELERY_TASK_DEFAULT_QUEUE, BOOKING_QUEUES)
 # Tests keep their own SQLite file and filesystem queue, apart from a running `make run`.
 TEST_DATA_DIR = Path(env("DATA_DIR", str(BASE_DIR / "var"))) / "test"
 TEST_DATA_DIR.mkdir(parents=True, exist_ok=True)
 if not os.environ.get("DATABASE_URL"):
     DATABASES = {"default": sqlite_database(TEST_DATA_DIR / "db.sqlite3")}
 CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(CELERY_BROKER_URL, TEST_DATA_DIR)
+# The suite's scenarios make providers fail on purpose, one booking after another; a circuit
+# opened by one test must not defer the next test's steps. Tests of the breaker itself
+# (tests/production/) set BOOKING_CIRCUIT_BREAKERS for their provider, in-process and in workers.
+BOOKING_CIRCUIT_BREAKER_DEFAULTS = {"failure_threshold": 1_000_000, "window": 60, "cool_down": 15}
+BOOKING_CIRCUIT_BREAKERS = env_json("BOOKING_CIRCUIT_BREAKERS", {})
+# Circuit states, rate-limit counters and outage flags of this run only (its workers inherit
+# CELERY_QUEUE, so they share the prefix); the file cache, if used, lives with the test data.
+COORDINATION_CACHE = {
+    **COORDINATION_CACHE,
+    "KEY_PREFIX": CELERY_TASK_DEFAULT_QUEUE,
+    **(
+        {"LOCATION": str(TEST_DATA_DIR / "coordination-cache")}
+        if COORDINATION_CACHE["BACKEND"].endswith("FileBasedCache")
+        else {}
+    ),
+}

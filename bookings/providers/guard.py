@@ -1,0 +1,284 @@
+"""Guards around every provider call, with state shared by all workers: a rate limit per provider
+and a circuit breaker per provider.
+
+Both live in the coordination cache (settings.COORDINATION_CACHE: Redis in production, a file
+cache shared by the processes of one machine otherwise), because a provider's limits and health
+are facts about the provider, not about one worker.
+
+Rate limit: Celery's own `rate_limit` is per worker and per task name, and every step runs the
+same task, so it can neither tell providers apart nor hold a limit across N workers. Here a
+fixed-window counter per provider (`cache.incr` is atomic in Redis) admits at most `n` calls per
+window across the deployment; a step over the limit raises `Deferral` and runs in the next
+window without spending a retry.
+
+Circuit breaker: transient failures from `failure_threshold` different calls (idempotency keys,
+so one flaky booking retrying cannot trip it alone) with no success in between, within
+`window` seconds, open the circuit. While it is open the provider's steps are not attempted:
+they raise `Deferral` until the cool-down ends, so an outage does not burn their retries nor
+cancel their bookings. After the cool-down one call is let through as a probe (half-open): a
+success closes the circuit, a transient failure opens it for another cool-down. A permanent
+error (a declined card) is an answer, so it counts as a success of the provider.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from functools import cache, wraps
+from typing import Any
+
+from django.conf import settings
+from django.core.cache.backends.base import BaseCache
+from django.utils.module_loading import import_string
+from prometheus_client import Counter
+
+from sagas.definition import SideEffect, StepContext
+from sagas.errors import Deferral, PermanentError, TransientError
+
+log = logging.getLogger(__name__)
+
+PROVIDERS = ("fraud", "payments", "inventory", "email")
+
+CIRCUIT_TRANSITIONS = Counter(
+    "booking_provider_circuit_transitions",
+    "Circuit breaker state changes, by provider and new state (open, closed).",
+    ["provider", "state"],
+)
+CALLS_DEFERRED = Counter(
+    "booking_provider_calls_deferred",
+    "Provider calls not attempted and deferred, by provider and cause (circuit_open, "
+    "rate_limited).",
+    ["provider", "cause"],
+)
+
+
+@cache
+def coordination_cache() -> BaseCache:
+    """The cache every process of the deployment shares (see settings.COORDINATION_CACHE)."""
+    conf = dict(settings.COORDINATION_CACHE)
+    backend = import_string(conf.pop("BACKEND"))
+    location = conf.pop("LOCATION", "")
+    return backend(location, conf)
+
+
+def _now() -> float:
+    return time.time()
+
+
+# --- rate limit ------------------------------------------------------------------------------
+
+PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_rate(rate: str) -> tuple[int, float]:
+    """'20/s' -> (20, 1.0); '600/m' -> (600, 60.0)."""
+    try:
+        count, unit = rate.strip().split("/")
+        return int(count), PERIODS[unit.strip()[0].lower()]
+    except (ValueError, KeyError, IndexError):
+        raise ValueError(f"rate limit {rate!r}: expected '<calls>/<s|m|h>'") from None
+
+
+class RateLimiter:
+    """At most `calls` per `period` seconds for one provider, across every process."""
+
+    def __init__(self, provider: str, rate: str, cache: BaseCache) -> None:
+        self.provider = provider
+        self.calls, self.period = parse_rate(rate)
+        self.cache = cache
+
+    def acquire(self) -> None:
+        """Take one call from the current window, or raise Deferral until the next one."""
+        now = _now()
+        window = int(now // self.period)
+        key = f"ratelimit:{self.provider}:{window}"
+        self.cache.add(key, 0, timeout=int(self.period * 2) + 1)
+        if self.cache.incr(key) <= self.calls:
+            return
+        CALLS_DEFERRED.labels(self.provider, "rate_limited").inc()
+        # Spread the deferred calls over the next window instead of all at its first instant.
+        delay = (window + 1) * self.period - now + random.uniform(0, self.period)
+        raise Deferral(
+            f"{self.provider}: rate limit of {self.calls} calls per {self.period:g}s reached",
+            delay=delay,
+            code="rate_limited",
+        )
+
+
+# --- circuit breaker ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CircuitStatus:
+    """What the dashboard, /health/ and /metrics show of one provider's circuit."""
+
+    provider: str
+    state: str  # "closed" | "open" | "half_open"
+    opened_at: float | None = None
+    retry_at: float | None = None
+    failures: int = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self.state != "closed"
+
+
+class CircuitBreaker:
+    """One provider's breaker; every method reads and writes the shared cache."""
+
+    def __init__(
+        self,
+        provider: str,
+        cache: BaseCache,
+        *,
+        failure_threshold: int = 5,
+        window: float = 60,
+        cool_down: float = 15,
+        probe_timeout: float = 30,
+    ) -> None:
+        self.provider = provider
+        self.cache = cache
+        self.failure_threshold = failure_threshold
+        self.window = window
+        self.cool_down = cool_down
+        self.probe_timeout = probe_timeout
+        self._state_key = f"circuit:{provider}:state"
+        self._probe_key = f"circuit:{provider}:probe"
+        self._generation_key = f"circuit:{provider}:generation"
+
+    # Failures are counted per "generation": a success starts a new one, which forgets the
+    # failures of the old one without a read-modify-write race on a shared counter.
+    def _generation(self) -> int:
+        return int(self.cache.get(self._generation_key) or 0)
+
+    def _failures_key(self, generation: int) -> str:
+        return f"circuit:{self.provider}:failures:{generation}"
+
+    def status(self) -> CircuitStatus:
+        """The circuit as every worker sees it now."""
+        state = self.cache.get(self._state_key)
+        failures = int(self.cache.get(self._failures_key(self._generation())) or 0)
+        if state is None:
+            return CircuitStatus(self.provider, "closed", failures=failures)
+        phase = "open" if _now() < state["retry_at"] else "half_open"
+        return CircuitStatus(self.provider, phase, state["opened_at"], state["retry_at"], failures)
+
+    def before_call(self, key: str) -> None:
+        """Let the call through (circuit closed, or this call is the half-open probe), or raise
+        Deferral until the circuit may be probed."""
+        state = self.cache.get(self._state_key)
+        if state is None:
+            return
+        now = _now()
+        if now >= state["retry_at"] and self.cache.add(
+            self._probe_key, key, timeout=int(self.probe_timeout)
+        ):
+            log.info("circuit half-open: probing", extra={"provider": self.provider})
+            return
+        wait = max(state["retry_at"] - now, 1.0)
+        CALLS_DEFERRED.labels(self.provider, "circuit_open").inc()
+        raise Deferral(
+            f"{self.provider} circuit is open (provider failing); waiting for the cool-down",
+            delay=wait + random.uniform(0, min(5.0, self.cool_down / 2)),
+            code="circuit_open",
+        )
+
+    def succeeded(self) -> None:
+        """The provider answered: close the circuit and forget earlier failures."""
+        if self.cache.get(self._state_key) is not None:
+            self.cache.delete_many([self._state_key, self._probe_key])
+            CIRCUIT_TRANSITIONS.labels(self.provider, "closed").inc()
+            log.warning("circuit closed: provider answers again", extra={"provider": self.provider})
+        generation = self._generation()
+        if self.cache.get(self._failures_key(generation)):
+            self.cache.set(self._generation_key, generation + 1, timeout=None)
+
+    def failed(self, key: str) -> bool:
+        """Count a transient failure of the call made with `key`; True when the circuit is
+        open afterwards (this failure opened it, or a half-open probe failed)."""
+        if self.cache.get(self._state_key) is not None:
+            self._open(reason="probe failed")
+            return True
+        generation = self._generation()
+        failures_key = self._failures_key(generation)
+        # Count each call once, however many times it is retried within the window.
+        if not self.cache.add(f"{failures_key}:{key}", 1, timeout=int(self.window)):
+            return False
+        self.cache.add(failures_key, 0, timeout=int(self.window))
+        if self.cache.incr(failures_key) < self.failure_threshold:
+            return False
+        self._open(reason=f"{self.failure_threshold} calls failed")
+        return True
+
+    def _open(self, *, reason: str) -> None:
+        now = _now()
+        self.cache.set(
+            self._state_key, {"opened_at": now, "retry_at": now + self.cool_down}, timeout=None
+        )
+        self.cache.delete(self._probe_key)
+        CIRCUIT_TRANSITIONS.labels(self.provider, "open").inc()
+        log.warning(
+            "circuit opened",
+            extra={"provider": self.provider, "reason": reason, "cool_down": self.cool_down},
+        )
+
+    def reset(self) -> None:
+        """Close the circuit and forget its failures (tests, or an operator after a fix)."""
+        self.cache.delete_many([self._state_key, self._probe_key])
+        self.cache.set(self._generation_key, self._generation() + 1, timeout=None)
+
+
+def circuit(provider: str) -> CircuitBreaker:
+    """The breaker of `provider`, configured by settings.BOOKING_CIRCUIT_BREAKER_DEFAULTS and
+    the provider's entry in settings.BOOKING_CIRCUIT_BREAKERS."""
+    options = {
+        **settings.BOOKING_CIRCUIT_BREAKER_DEFAULTS,
+        **settings.BOOKING_CIRCUIT_BREAKERS.get(provider, {}),
+    }
+    return CircuitBreaker(provider, coordination_cache(), **options)
+
+
+def rate_limiter(provider: str) -> RateLimiter | None:
+    rate = settings.BOOKING_PROVIDER_RATE_LIMITS.get(provider)
+    return RateLimiter(provider, rate, coordination_cache()) if rate else None
+
+
+def circuit_states() -> list[CircuitStatus]:
+    """Selector: every provider's circuit, for the operator dashboard, /health/ and /metrics."""
+    return [circuit(provider).status() for provider in PROVIDERS]
+
+
+# --- the wrapper the booking saga puts around each side effect -----------------------------------
+
+
+def guarded(provider: str, side_effect: SideEffect) -> SideEffect:
+    """`side_effect` behind `provider`'s rate limit and circuit breaker."""
+
+    @wraps(side_effect)
+    def run(ctx: StepContext) -> dict[str, Any] | None:
+        limiter = rate_limiter(provider)
+        if limiter is not None:
+            limiter.acquire()
+        breaker = circuit(provider)
+        breaker.before_call(ctx.idempotency_key)
+        try:
+            result = side_effect(ctx)
+        except TransientError as exc:
+            if breaker.failed(ctx.idempotency_key):
+                # The provider is down, not this call: run the same attempt again after the
+                # cool-down (its idempotency key makes that safe) instead of spending a retry.
+                raise Deferral(
+                    f"{exc.message} ({provider} circuit opened; waiting for the cool-down)",
+                    delay=breaker.cool_down + random.uniform(0, min(5.0, breaker.cool_down / 2)),
+                    code="circuit_open",
+                ) from exc
+            raise
+        except PermanentError:
+            breaker.succeeded()
+            raise
+        breaker.succeeded()
+        return result
+
+    return run
