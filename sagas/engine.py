@@ -59,14 +59,11 @@ def messages_lost():
         _messages_lost = False
 
 
-def _send(step_id: int, queue: str | None, countdown: float) -> None:
+def _send(step_id: int, queue: str | None, countdown: float, time_limit: float) -> None:
     if _messages_lost:
         log.warning("fault injection: message for step attempt %s dropped", step_id)
         return
-    # No Celery time limit: one could fire after the provider call succeeded, while the outcome
-    # is being recorded. A step's timeout is its lease: past it, the sweeper sends a second
-    # copy, which replays the call under the same idempotency key.
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"soft_time_limit": time_limit}
     if queue:
         options["queue"] = queue
     if countdown > 0:
@@ -78,9 +75,9 @@ def _send(step_id: int, queue: str | None, countdown: float) -> None:
         log.exception("could not send step attempt %s; the sweeper will send it again", step_id)
 
 
-def _dispatch_on_commit(row: SagaStep, step: Step, countdown: float) -> None:
+def _dispatch_on_commit(row: SagaStep, step: Step, countdown: float, time_limit: float) -> None:
     step_id, queue = row.pk, step.queue
-    transaction.on_commit(lambda: _send(step_id, queue, countdown))
+    transaction.on_commit(lambda: _send(step_id, queue, countdown, time_limit))
 
 
 # --- starting ------------------------------------------------------------------------------
@@ -132,7 +129,7 @@ def _schedule(
         lease_expires_at=eta + timedelta(seconds=timeout) + LEASE_GRACE,
     )
     saga.current_step = step.name
-    _dispatch_on_commit(row, step, delay)
+    _dispatch_on_commit(row, step, delay, timeout)
     return row
 
 
@@ -277,7 +274,7 @@ def _defer(saga: Saga, step: Step, row: SagaStep, delay: float) -> None:
     row.scheduled_for = timezone.now() + timedelta(seconds=delay)
     row.lease_expires_at = row.scheduled_for + timedelta(seconds=timeout) + LEASE_GRACE
     row.save()
-    _dispatch_on_commit(row, step, delay)
+    _dispatch_on_commit(row, step, delay, timeout)
 
 
 def _reason(error: StepError) -> str:
@@ -515,5 +512,5 @@ def _redispatch_locked(
     row.dispatch_count += 1
     row.lease_expires_at = now + timedelta(seconds=timeout) + LEASE_GRACE
     row.save(update_fields=["dispatch_count", "lease_expires_at"])
-    _dispatch_on_commit(row, step, 0)
+    _dispatch_on_commit(row, step, 0, timeout)
     return "redispatched"
