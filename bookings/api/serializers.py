@@ -8,6 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from bookings.models import Booking, Resource
+from bookings.services import TOKEN_PATTERN
 from sagas.models import SagaStep
 
 # What a client may read about a failed attempt, by its error code. The stored message can carry
@@ -69,6 +70,12 @@ class BookingSerializer(serializers.ModelSerializer):
     """A booking as its client sees it, with the timeline of its saga's attempts."""
 
     resource = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    cancellation_reason = serializers.ChoiceField(
+        choices=Booking.CancellationReason.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text="Why the booking was cancelled; empty unless it is cancelled or cancelling.",
+    )
     cancel_requested_at = serializers.SerializerMethodField(
         help_text="When a cancellation was asked for while a step was in flight (it then takes "
         "effect at the next step boundary); null if none was."
@@ -123,10 +130,12 @@ class BookingCreateSerializer(serializers.Serializer):
     check_out = serializers.DateField(help_text="Departure day, 1 to 30 nights after check_in.")
     guest_name = serializers.CharField(max_length=120)
     guest_email = serializers.EmailField(max_length=254)
-    payment_token = serializers.CharField(
+    payment_token = serializers.RegexField(
+        TOKEN_PATTERN,
         max_length=64,
         write_only=True,
         help_text="A payment provider token (tok_...), never card data.",
+        error_messages={"invalid": "A payment token looks like tok_... (letters, digits, _)."},
     )
 
 

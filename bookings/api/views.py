@@ -9,7 +9,7 @@ from django.db.models import Prefetch, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -112,6 +112,17 @@ class BookingListCreateView(VisibleBookingsMixin, generics.ListAPIView):
         },
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """The visible bookings, filtered and paginated."""
+        # django-filter would silently use the last of repeated values and ignore empty ones;
+        # a client that sends either has made a mistake it should hear about.
+        errors = {}
+        for name, values in request.query_params.lists():
+            if len(values) > 1:
+                errors[name] = ["Given more than once."]
+            elif name in BookingFilter.base_filters and not values[0]:
+                errors[name] = ["Give a value or leave the parameter out."]
+        if errors:
+            raise ValidationError(errors)
         return super().get(request, *args, **kwargs)
 
     @extend_schema(

@@ -385,3 +385,21 @@ def test_anonymous_addresses_are_throttled_on_the_public_endpoints(db, settings)
         assert anonymous.get("/api/v1/schema/", **json).status_code == 200
     assert_error(anonymous.get("/api/v1/schema/", **json), 429, "throttled")
     assert APIClient(REMOTE_ADDR="10.0.0.8").get("/api/v1/schema/", **json).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["0040-07-18T16:16:25+17:04", "0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00"],
+)
+def test_creation_filters_accept_any_iso_8601_offset_and_the_calendars_edges(alice, garden, value):
+    book(garden, owner=alice.user)
+    assert alice.get(BOOKINGS, {"created_after": value}).status_code == 200
+    assert alice.get(BOOKINGS, {"created_before": value}).status_code == 200
+
+
+def test_a_filter_or_page_given_twice_or_empty_is_a_400(alice, garden):
+    assert_error(alice.get(f"{BOOKINGS}?state=completed&state=cancelled"), 400, "invalid")
+    assert_error(alice.get(f"{BOOKINGS}?created_after="), 400, "invalid")
+    assert_error(alice.get(f"{BOOKINGS}?page=1&page=2"), 400, "invalid")
+    assert_error(alice.get(BOOKINGS, {"page_size": "0"}), 400, "invalid")
+    assert_error(alice.get(BOOKINGS, {"page": "9" * 5000}), 404, "not_found")
