@@ -1,8 +1,9 @@
 """The Celery application: configuration comes from Django settings (CELERY_* names).
 
 Worker-side observability is wired here, on Celery's signals:
-- structured logs: Celery keeps its hands off the root logger (CELERY_WORKER_HIJACK_ROOT_LOGGER
-  is False), so Django's LOGGING (JSON through structlog) formats every line; django-structlog's
+- structured logs: Celery keeps its hands off logging (the setup_logging receiver below), so
+  Django's LOGGING (JSON through structlog, level LOG_LEVEL; --loglevel is not used) formats
+  every line; django-structlog's
   receiver (DJANGO_STRUCTLOG_CELERY_ENABLED) reads the request_id from the task headers and binds
   it, and sagas.instrument binds the saga and step while one runs;
 - metrics: in prometheus_client multiprocess mode each pool process writes its samples to
@@ -13,7 +14,7 @@ Worker-side observability is wired here, on Celery's signals:
 import os
 
 from celery import Celery
-from celery.signals import worker_process_shutdown, worker_ready
+from celery.signals import setup_logging, worker_process_shutdown, worker_ready
 from django_structlog.celery.steps import DjangoStructLogInitStep
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
@@ -24,6 +25,17 @@ app.autodiscover_tasks()
 # In workers: bind the request_id (and the rest of the publisher's log context) carried in the
 # task headers before each task, and log each task's start and end.
 app.steps["worker"].add(DjangoStructLogInitStep)
+
+
+@setup_logging.connect
+def _keep_django_logging(**kwargs):
+    """Celery must not install its own root handler (plain text): Django's LOGGING, with the
+    level of LOG_LEVEL, stays in charge of every line a worker or beat writes."""
+    import logging.config
+
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
 
 
 @worker_ready.connect

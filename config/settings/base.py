@@ -152,6 +152,9 @@ LOGGING = logging_config(env("LOG_LEVEL", "INFO"), json=env("LOG_FORMAT", "json"
 # django-structlog: request_id travels from the web request into every Celery task it causes.
 DJANGO_STRUCTLOG_CELERY_ENABLED = True
 DJANGO_STRUCTLOG_USER_ID_FIELD = "pk"
+# Keep the X-Request-ID a load balancer or an API client sent, so that one id follows a request
+# across systems (JSON rendering escapes it: it cannot forge a log line).
+DJANGO_STRUCTLOG_TRUST_UPSTREAM_REQUEST_ID = env_bool("TRUST_UPSTREAM_REQUEST_ID", True)
 
 # --- Celery -------------------------------------------------------------------------------
 # Delivery is at-least-once: a message is acknowledged only after its task ran, a message whose
@@ -173,6 +176,8 @@ def broker_transport_options(broker_url: str, data_dir: Path) -> dict:
                 "data_folder_in": str(queue_dir / "queue"),
                 "data_folder_out": str(queue_dir / "queue"),
                 "processed_folder": str(queue_dir / "processed"),
+                # Exchange tables; kombu's default is ./control in the working directory.
+                "control_folder": str(queue_dir / "control"),
                 "store_processed": False,
                 "polling_interval": 0.1,
             }

@@ -1,0 +1,159 @@
+"""The provider guards on their own, against the shared coordination cache: circuit breaker,
+rate limit, sandbox outage switch."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.core.management import call_command
+
+from bookings.providers import outage
+from bookings.providers.guard import (
+    CircuitBreaker,
+    RateLimiter,
+    circuit,
+    circuit_states,
+    coordination_cache,
+    guarded,
+    parse_rate,
+)
+from sagas.definition import StepContext
+from sagas.errors import Deferral, PermanentError, TransientError
+
+
+def breaker(**options) -> CircuitBreaker:
+    b = CircuitBreaker("payments", coordination_cache(), **options)
+    b.reset()
+    return b
+
+
+def ctx(key: str) -> StepContext:
+    return StepContext("s", "booking", "t", "preauthorize", "action", 1, key, {}, {})
+
+
+def test_circuit_opens_after_failures_of_distinct_calls_and_defers_calls_while_open():
+    b = breaker(failure_threshold=3, window=60, cool_down=30)
+    assert b.failed("k1") is False
+    assert b.failed("k2") is False
+    assert b.status().state == "closed"
+    assert b.failed("k3") is True
+    assert b.status().state == "open"
+    with pytest.raises(Deferral) as deferred:
+        b.before_call("k4")
+    assert deferred.value.code == "circuit_open"
+    assert 29 <= deferred.value.delay <= 36
+
+
+def test_one_call_failing_again_and_again_does_not_open_the_circuit():
+    b = breaker(failure_threshold=3)
+    for _ in range(10):
+        assert b.failed("same-booking") is False
+    assert b.status().state == "closed"
+
+
+def test_a_success_forgets_earlier_failures():
+    b = breaker(failure_threshold=3)
+    b.failed("k1")
+    b.failed("k2")
+    b.succeeded()
+    assert b.failed("k3") is False
+    assert b.status().failures == 1
+
+
+def test_after_the_cool_down_one_probe_goes_through_and_its_success_closes_the_circuit():
+    b = breaker(failure_threshold=1, cool_down=0.2)
+    assert b.failed("k1") is True
+    time.sleep(0.3)
+    assert b.status().state == "half_open"
+    b.before_call("probe")  # the probe is let through
+    with pytest.raises(Deferral):
+        b.before_call("another")  # only one probe at a time
+    b.succeeded()
+    assert b.status().state == "closed"
+    b.before_call("next")
+
+
+def test_a_failed_probe_opens_the_circuit_for_another_cool_down():
+    b = breaker(failure_threshold=1, cool_down=0.2)
+    b.failed("k1")
+    time.sleep(0.3)
+    b.before_call("probe")
+    assert b.failed("probe") is True
+    assert b.status().state == "open"
+
+
+def test_guarded_step_turns_the_failure_that_opens_the_circuit_into_a_deferral(settings):
+    settings.BOOKING_CIRCUIT_BREAKERS = {"payments": {"failure_threshold": 2, "cool_down": 5}}
+
+    def failing(_ctx: StepContext) -> dict:
+        raise TransientError("gateway timeout", code="gateway")
+
+    step = guarded("payments", failing)
+    with pytest.raises(TransientError) as first:
+        step(ctx("k1"))
+    assert not isinstance(first.value, Deferral)
+    with pytest.raises(Deferral) as second:
+        step(ctx("k2"))
+    assert second.value.code == "circuit_open"
+    assert [s.state for s in circuit_states() if s.provider == "payments"] == ["open"]
+
+
+def test_guarded_step_counts_a_permanent_error_as_an_answer_of_the_provider(settings):
+    settings.BOOKING_CIRCUIT_BREAKERS = {"payments": {"failure_threshold": 2}}
+    calls = []
+
+    def flaky_then_declined(_ctx: StepContext) -> dict:
+        calls.append(_ctx.idempotency_key)
+        if len(calls) == 1:
+            raise TransientError("timeout", code="gateway")
+        raise PermanentError("declined", code="payment_declined")
+
+    step = guarded("payments", flaky_then_declined)
+    with pytest.raises(TransientError):
+        step(ctx("k1"))
+    with pytest.raises(PermanentError):
+        step(ctx("k2"))
+    assert circuit("payments").status().failures == 0
+
+
+def test_rate_limit_is_shared_and_defers_calls_over_it_to_the_next_window():
+    limiter = RateLimiter("fraud", "3/s", coordination_cache())
+    # Start at the beginning of a window so that the four calls fall in the same one.
+    time.sleep(1 - time.time() % 1 + 0.01)
+    for _ in range(3):
+        limiter.acquire()
+    with pytest.raises(Deferral) as deferred:
+        RateLimiter("fraud", "3/s", coordination_cache()).acquire()
+    assert deferred.value.code == "rate_limited"
+    assert 0 < deferred.value.delay <= 2
+
+
+def test_parse_rate_accepts_per_second_minute_and_hour_and_rejects_nonsense():
+    assert parse_rate("20/s") == (20, 1.0)
+    assert parse_rate("600/min") == (600, 60.0)
+    assert parse_rate("5/h") == (5, 3600.0)
+    with pytest.raises(ValueError):
+        parse_rate("fast")
+
+
+def test_sandbox_outage_command_makes_the_sandbox_fail_until_it_ends():
+    call_command("sandbox_outage", provider="email", seconds=30)
+    assert outage.down_until("email") is not None
+    with pytest.raises(TransientError) as down:
+        outage.raise_if_down("email")
+    assert down.value.code == "provider_unavailable"
+    call_command("sandbox_outage", provider="email", end=True)
+    outage.raise_if_down("email")
+
+
+def test_sandbox_outage_ends_by_itself():
+    outage.take_down("fraud", 1)
+    assert outage.down_until("fraud") is not None
+    time.sleep(1.2)
+    assert outage.down_until("fraud") is None
+
+
+def test_sandbox_outage_refuses_an_unknown_provider():
+    with pytest.raises(ValueError):
+        outage.take_down("weather", 10)
