@@ -243,6 +243,8 @@ class BookingAdmin(FSMAdminMixin, admin.ModelAdmin):
     fsm_fields = ["state"]
     fsm_forms = {transition: FORMS[action] for transition, action in FSM_ROUTES.items()}
     fsm_transition_form_template = "admin/bookings/booking/operate.html"
+    # Ours extends django-fsm-2's change form (which the mixin would otherwise use directly).
+    change_form_template = "admin/bookings/booking/change_form.html"
 
     list_display = (
         "reference",

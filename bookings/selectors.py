@@ -303,10 +303,11 @@ def _explain(booking: Booking, row: SagaStep | None, last_failed: SagaStep | Non
         )
     if row.lease_expires_at >= now:
         previous = f" after: {last_failed.error}" if last_failed else ""
+        resent = f" (sent {row.dispatch_count} times)" if row.dispatch_count > 1 else ""
         return (
             "waiting_for_retry",
             f"attempt {row.attempt} of {row.name} ({row.direction}) due at "
-            f"{row.scheduled_for:%H:%M:%S}{previous}",
+            f"{row.scheduled_for:%H:%M:%S}{resent}{previous}",
             "nothing to do: it runs by itself (manage.py retry_booking to run it now)",
             row,
         )
@@ -373,3 +374,17 @@ def explain_stuck(now: datetime | None = None, limit: int = 200) -> list[StuckSa
             )
         )
     return found
+
+
+def retry_target(booking: Booking) -> str:
+    """What an operator retry would run: the attempt scheduled now (sent again), or else the
+    latest failed step (run again with a fresh budget); "" when there is neither."""
+    row = (
+        SagaStep.objects.filter(
+            saga_id=booking.saga_id,
+            status__in=[SagaStep.Status.SCHEDULED, SagaStep.Status.FAILED],
+        )
+        .order_by("-id")
+        .first()
+    )
+    return f"{row.name} ({row.direction})" if row else ""

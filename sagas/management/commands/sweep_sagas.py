@@ -3,6 +3,7 @@ import json
 from django.core.management.base import BaseCommand
 
 from sagas import recovery
+from sagas.models import SagaStep
 
 
 class Command(BaseCommand):
@@ -18,10 +19,25 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         report = recovery.sweep(limit=options["limit"], dry_run=options["dry_run"])
+        # Which saga and step each id is, so on-call can tell what was (or would be) sent.
+        steps = list(
+            SagaStep.objects.filter(pk__in=report.redispatched + report.gave_up)
+            .order_by("id")
+            .values("id", "saga_id", "name", "direction", "attempt", "dispatch_count")
+        )
         if options["json"]:
-            self.stdout.write(json.dumps({"dry_run": options["dry_run"], **report.as_dict()}))
+            for step in steps:
+                step["saga_id"] = str(step["saga_id"])
+            self.stdout.write(
+                json.dumps({"dry_run": options["dry_run"], **report.as_dict(), "steps": steps})
+            )
             return
         verb = "would send again" if options["dry_run"] else "sent again"
         self.stdout.write(f"{verb}: {len(report.redispatched)} step(s) {report.redispatched}")
+        for step in steps:
+            self.stdout.write(
+                f"  step {step['id']}: saga {step['saga_id']} {step['name']} ({step['direction']})"
+                f" attempt {step['attempt']}, sent {step['dispatch_count']} time(s)"
+            )
         if report.gave_up:
             self.stdout.write(f"gave up (parked for an operator): {report.gave_up}")
