@@ -40,9 +40,7 @@ def messages_of(response) -> list[str]:
 
 
 @pytest.mark.parametrize("action", sorted(ACTIONS))
-def test_action_with_its_permission_runs_the_service_and_is_audited(
-    action, request, make_operator
-):
+def test_action_with_its_permission_runs_the_service_and_is_audited(action, request, make_operator):
     fixture, expected, kind = ACTIONS[action]
     booking = request.getfixturevalue(fixture)
     client = make_operator(PERMISSION[action])
@@ -117,9 +115,10 @@ def test_the_bare_engine_transitions_cannot_be_fired_from_the_admin(operator, co
 
 @pytest.mark.parametrize("action", ["retry", "resolve_completed", "compensate"])
 def test_a_reason_is_required(action, operator, email_parked):
-    url = (
-        transition_url(email_parked) if action == "compensate" else operate_url(email_parked, action)
-    )
+    if action == "compensate":
+        url = transition_url(email_parked)
+    else:
+        url = operate_url(email_parked, action)
     response = operator.post(url, {"reason": "   ", "expected_state": email_parked.state})
     assert response.status_code == 200
     assert "This field is required." in response.content.decode()
@@ -162,9 +161,7 @@ def test_bulk_action_asks_for_confirmation_showing_how_many_and_what_happens(
     assert not SagaEvent.objects.filter(kind="retry").exists()
 
 
-def test_bulk_action_runs_on_each_and_refuses_those_that_moved(
-    operator, email_parked, void_parked
-):
+def test_bulk_action_runs_on_each_and_refuses_those_that_moved(operator, email_parked, void_parked):
     data = {
         "post": "yes",
         "reason": "provider back up",

@@ -54,7 +54,8 @@ def test_find_stuck_sagas_explains_each_kind_of_stuck(room, void_parked, email_p
     text = run("find_stuck_sagas")
     assert f"{void_parked.reference}  requires_attention" in text
     assert "why: compensation failed (compensation_failed)" in text
-    assert f"fix: when the provider is back: manage.py retry_booking {void_parked.reference}" in text
+    fix = f"fix: when the provider is back: manage.py retry_booking {void_parked.reference}"
+    assert fix in text
     assert "why: message lost (message_lost)" in text
     assert "4 stuck saga(s)" in text
     only = json.loads(run("find_stuck_sagas", json=True, reason="message_lost"))
@@ -92,7 +93,7 @@ def test_retry_runs_the_service_and_records_who_and_why(email_parked):
 def test_retry_needs_a_reason_and_refuses_what_cannot_be_retried(email_parked, completed):
     with pytest.raises(CommandError, match="--reason is required"):
         run("retry_booking", email_parked.reference)
-    with pytest.raises(CommandError, match="retry refused: .*nothing to retry"):
+    with pytest.raises(CommandError, match=r"retry refused: .*nothing to retry"):
         run("retry_booking", completed.reference, reason="why not")
     with pytest.raises(CommandError, match="No booking BK-NOPE"):
         run("retry_booking", "BK-NOPE", reason="x")
