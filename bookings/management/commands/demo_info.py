@@ -1,5 +1,9 @@
+import uuid
+from datetime import timedelta
+
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 
@@ -13,6 +17,8 @@ class Command(BaseCommand):
         client = get_user_model().objects.get(username="demo-client")
         token, _ = Token.objects.get_or_create(user=client)
         base = f"http://127.0.0.1:{options['port']}"
+        check_in = timezone.localdate() + timedelta(days=7)
+        check_out = check_in + timedelta(days=2)
         self.stdout.write(
             f"""
 Booking operations platform is starting (web, worker, beat). Ctrl-C stops everything.
@@ -26,5 +32,17 @@ tok_void_fails, --email someone@fraud.test or bounce@example.com, --resource sol
   .venv/bin/python manage.py create_booking --resource garden-room --token tok_visa --wait 30
 
 then watch it in the admin: {base}/admin/bookings/booking/
+
+Or through the client API (docs: {base}/api/v1/docs/):
+
+  curl -s -X POST {base}/api/v1/bookings/ -H "Authorization: Token {token.key}" \\
+    -H "Content-Type: application/json" -H "Idempotency-Key: {uuid.uuid4()}" \\
+    -H "Prefer: wait=10" -d '{{"resource": "garden-room", "check_in": "{check_in}",
+    "check_out": "{check_out}", "guest_name": "Grace Hopper",
+    "guest_email": "grace@example.com", "payment_token": "tok_visa"}}'
+(run it twice: the same key answers the same booking), then with its "id":
+
+  curl -s {base}/api/v1/bookings/<id>/ -H "Authorization: Token {token.key}"
+  curl -s -X POST {base}/api/v1/bookings/<id>/cancel/ -H "Authorization: Token {token.key}"
 """
         )
