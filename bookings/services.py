@@ -119,6 +119,7 @@ def _operating_on(booking: Booking, expected_state: str | None, code: str) -> It
     first), the booking's state re-checked, and engine refusals turned into a 409."""
     try:
         with transaction.atomic():
+            assert booking.saga_id is not None  # a booking is created with its saga
             Saga.objects.select_for_update().filter(pk=booking.saga_id).exists()
             current = Booking.objects.select_for_update().get(pk=booking.pk)
             if expected_state is not None and current.state != expected_state:

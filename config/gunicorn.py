@@ -8,7 +8,9 @@ request_id), so gunicorn's own access log stays off.
 import multiprocessing
 import os
 
-bind = f"{os.environ.get('WEB_BIND', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104
+# A web node listens on all its interfaces, behind the load balancer (WEB_BIND to narrow it).
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104  # nosec B104
+bind = f"{os.environ.get('WEB_BIND', ALL_INTERFACES)}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
 threads = int(os.environ.get("WEB_THREADS", "1"))
 timeout = int(os.environ.get("WEB_TIMEOUT", "30"))

@@ -14,6 +14,7 @@ card number reaches a log line, whatever a caller put in the message or its fiel
 from __future__ import annotations
 
 import re
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -53,13 +54,13 @@ def _scrub_field(key: str, value: Any) -> Any:
     return _scrub(value)
 
 
-def redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redact(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
     """structlog processor: drop secret fields and scrub secret-looking values."""
     return {key: _scrub_field(key, value) for key, value in event_dict.items()}
 
 
 def _render_exception_then_redact(
-    logger: Any, method: str, event_dict: dict[str, Any]
+    logger: Any, method: str, event_dict: MutableMapping[str, Any]
 ) -> dict[str, Any]:
     # A traceback can quote a local variable or a request body: render it first, then scrub it.
     return redact(logger, method, structlog.processors.format_exc_info(logger, method, event_dict))

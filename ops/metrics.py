@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
 
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import (
@@ -27,7 +26,7 @@ from prometheus_client import (
     multiprocess,
     start_http_server,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from bookings.providers.guard import circuit_states
@@ -64,7 +63,7 @@ def multiprocess_mode() -> bool:
 class _Everything(Collector):
     """This process's default registry, as one collector of a per-scrape registry."""
 
-    def collect(self) -> Iterator[Any]:
+    def collect(self) -> Iterable[Metric]:
         return REGISTRY.collect()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.contrib import admin
 from django.urls import reverse
@@ -37,7 +38,13 @@ def target_link(saga_type: str, target_id: str, label: str | None = None) -> str
     return format_html('<a href="{}">{}</a>', target.url(target_id), label or target_id)
 
 
-class _TargetSearch:
+if TYPE_CHECKING:
+    _SearchBase = admin.ModelAdmin
+else:  # a mixin at run time; typed as what it is mixed into
+    _SearchBase = object
+
+
+class _TargetSearch(_SearchBase):
     """Search also by whatever identifies a target (a booking reference)."""
 
     target_path = "target_id"

@@ -4,6 +4,7 @@ local.py, test.py and production.py only override."""
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -29,7 +30,7 @@ def env_int(name: str, default: int) -> int:
     return int(env(name, str(default)))
 
 
-def env_json(name: str, default: object) -> object:
+def env_json(name: str, default: Any) -> Any:
     raw = os.environ.get(name)
     if not raw:
         return default
@@ -60,7 +61,7 @@ def database_from_env(default_sqlite: Path) -> dict:
         return sqlite_database(default_sqlite)
     if url.startswith("sqlite"):
         return sqlite_database(Path(url.split("///", 1)[1]))
-    return dj_database_url.parse(url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))
+    return dict(dj_database_url.parse(url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60)))
 
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", "insecure-local-key-change-me")

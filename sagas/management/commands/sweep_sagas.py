@@ -26,10 +26,12 @@ class Command(BaseCommand):
             .values("id", "saga_id", "name", "direction", "attempt", "dispatch_count")
         )
         if options["json"]:
-            for step in steps:
-                step["saga_id"] = str(step["saga_id"])
+            # default=str writes each saga id (a UUID) as text
             self.stdout.write(
-                json.dumps({"dry_run": options["dry_run"], **report.as_dict(), "steps": steps})
+                json.dumps(
+                    {"dry_run": options["dry_run"], **report.as_dict(), "steps": steps},
+                    default=str,
+                )
             )
             return
         verb = "would send again" if options["dry_run"] else "sent again"
