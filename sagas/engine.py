@@ -59,11 +59,14 @@ def messages_lost():
         _messages_lost = False
 
 
-def _send(step_id: int, queue: str | None, countdown: float, time_limit: float) -> None:
+def _send(step_id: int, queue: str | None, countdown: float) -> None:
     if _messages_lost:
         log.warning("fault injection: message for step attempt %s dropped", step_id)
         return
-    options: dict[str, Any] = {"soft_time_limit": time_limit}
+    # No Celery time limit: one could fire after the provider call succeeded, while the outcome
+    # is being recorded. A step's timeout is its lease: past it, the sweeper sends a second
+    # copy, which replays the call under the same idempotency key.
+    options: dict[str, Any] = {}
     if queue:
         options["queue"] = queue
     if countdown > 0:
@@ -75,9 +78,9 @@ def _send(step_id: int, queue: str | None, countdown: float, time_limit: float) 
         log.exception("could not send step attempt %s; the sweeper will send it again", step_id)
 
 
-def _dispatch_on_commit(row: SagaStep, step: Step, countdown: float, time_limit: float) -> None:
+def _dispatch_on_commit(row: SagaStep, step: Step, countdown: float) -> None:
     step_id, queue = row.pk, step.queue
-    transaction.on_commit(lambda: _send(step_id, queue, countdown, time_limit))
+    transaction.on_commit(lambda: _send(step_id, queue, countdown))
 
 
 # --- starting ------------------------------------------------------------------------------
@@ -129,7 +132,7 @@ def _schedule(
         lease_expires_at=eta + timedelta(seconds=timeout) + LEASE_GRACE,
     )
     saga.current_step = step.name
-    _dispatch_on_commit(row, step, delay, timeout)
+    _dispatch_on_commit(row, step, delay)
     return row
 
 
@@ -178,7 +181,7 @@ def execute(step_id: int, *, task_id: str = "", worker: str = "") -> str:
     )
     side_effect = step.action if row.direction == ACTION else step.compensation
     assert side_effect is not None, f"{row} has no side effect"
-    faults.before_action(row.name, row.direction)
+    faults.before_action(row.name, row.direction, row.idempotency_key)
     started = timezone.now()
     result: dict[str, Any] = {}
     error: StepError | None = None
@@ -274,7 +277,7 @@ def _defer(saga: Saga, step: Step, row: SagaStep, delay: float) -> None:
     row.scheduled_for = timezone.now() + timedelta(seconds=delay)
     row.lease_expires_at = row.scheduled_for + timedelta(seconds=timeout) + LEASE_GRACE
     row.save()
-    _dispatch_on_commit(row, step, delay, timeout)
+    _dispatch_on_commit(row, step, delay)
 
 
 def _reason(error: StepError) -> str:
@@ -512,5 +515,5 @@ def _redispatch_locked(
     row.dispatch_count += 1
     row.lease_expires_at = now + timedelta(seconds=timeout) + LEASE_GRACE
     row.save(update_fields=["dispatch_count", "lease_expires_at"])
-    _dispatch_on_commit(row, step, 0, timeout)
+    _dispatch_on_commit(row, step, 0)
     return "redispatched"

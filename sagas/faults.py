@@ -7,11 +7,15 @@ import time
 from django.conf import settings
 
 
-def before_action(step: str, direction: str) -> None:
-    """Runs just before a step's provider call: "crash_before_action" makes a poison message
-    that kills its worker process every time it is delivered."""
+def before_action(step: str, direction: str, idempotency_key: str) -> None:
+    """Runs just before a step's provider call: "crash_before_action" (a list of
+    "<step>.<direction>" or of idempotency keys) makes a poison message that kills its worker
+    process every time it is delivered."""
     faults = settings.SAGA_FAULTS
-    if faults and f"{step}.{direction}" in faults.get("crash_before_action", ()):
+    if not faults:
+        return
+    poison = faults.get("crash_before_action", ())
+    if f"{step}.{direction}" in poison or idempotency_key in poison:
         os._exit(71)
 
 
