@@ -1,0 +1,50 @@
+"""Load for the client API's create and detail (not part of the pytest suite). Run it against a
+server started like production, e.g. (see the Client API section of the README):
+
+    API_TOKEN=<token> .venv/bin/locust -f tests/api/locustfile.py --headless \
+        -H http://127.0.0.1:8791 -u 10 -r 10 -t 60s --csv /tmp/api-load
+
+Each simulated client creates bookings (each with its own Idempotency-Key) and reads them back,
+three reads per create, as a client polling its booking would."""
+
+import os
+import random
+import uuid
+from datetime import date, timedelta
+
+from locust import HttpUser, between, task
+
+
+class BookingClient(HttpUser):
+    wait_time = between(0.05, 0.2)
+
+    def on_start(self) -> None:
+        self.client.headers["Authorization"] = f"Token {os.environ['API_TOKEN']}"
+        self.ids: list[str] = []
+        self.create()
+
+    @task(1)
+    def create(self) -> None:
+        check_in = date.today() + timedelta(days=random.randint(1, 300))
+        response = self.client.post(
+            "/api/v1/bookings/",
+            json={
+                "resource": "garden-room",
+                "check_in": check_in.isoformat(),
+                "check_out": (check_in + timedelta(days=2)).isoformat(),
+                "guest_name": "Load Tester",
+                "guest_email": "load@example.com",
+                "payment_token": "tok_visa",
+            },
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+            name="POST /api/v1/bookings/",
+        )
+        if response.status_code == 201:
+            self.ids.append(response.json()["id"])
+
+    @task(3)
+    def detail(self) -> None:
+        if self.ids:
+            self.client.get(
+                f"/api/v1/bookings/{random.choice(self.ids)}/", name="GET /api/v1/bookings/{id}/"
+            )
