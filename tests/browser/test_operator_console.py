@@ -93,6 +93,8 @@ def test_operator_finds_a_stuck_booking_retries_it_and_sees_it_complete(
     page.screenshot(path=str(SCREENSHOTS / "bookings-list.png"), full_page=True)
 
     page.click("text=Stuck (lease ran out or nothing scheduled)")
+    page.wait_for_url("**stuck=yes**")
+    page.wait_for_selector("#result_list")
     rows = page.locator("#result_list tbody tr")
     assert rows.count() == 1
     assert "preauthorizing" in rows.first.inner_text()
