@@ -64,9 +64,11 @@ def preauthorize(ctx: StepContext) -> dict[str, Any]:
 
 def void_authorization(ctx: StepContext) -> dict[str, Any]:
     ref = ctx.results.get("preauthorize", {}).get("authorization_ref")
-    if not ref:
+    if not ref:  # the authorization's outcome was unknown: find it by the action's key
         found = providers.payments().lookup(idempotency_key=ctx.action_key())
         ref = found.reference if found else ""
+    if not ref:
+        return {"authorization_ref": "", "void": "nothing to void"}
     result = providers.payments().void(idempotency_key=ctx.idempotency_key, authorization_ref=ref)
     return {"authorization_ref": result.reference, "void": result.status}
 
@@ -89,7 +91,12 @@ def confirm_room(ctx: StepContext) -> dict[str, Any]:
 
 
 def release_room(ctx: StepContext) -> dict[str, Any]:
-    ref = ctx.results.get("confirm", {}).get("reservation_ref", "")
+    ref = ctx.results.get("confirm", {}).get("reservation_ref")
+    if not ref:  # the reservation's outcome was unknown: find it by the action's key
+        found = providers.inventory().lookup(idempotency_key=ctx.action_key())
+        ref = found.reference if found else ""
+    if not ref:
+        return {"reservation_ref": "", "release": "nothing to release"}
     result = providers.inventory().release(idempotency_key=ctx.idempotency_key, reservation_ref=ref)
     return {"reservation_ref": result.reference, "release": result.status}
 

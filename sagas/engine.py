@@ -163,8 +163,9 @@ def execute(step_id: int, *, task_id: str = "", worker: str = "") -> str:
     if row.status != StepStatus.SCHEDULED:
         return "duplicate"
     saga = row.saga
-    if row.direction == ACTION and (saga.cancel_requested_at or saga.status != Status.RUNNING):
-        return _skip_for_cancel(row)
+    # A cancel requested meanwhile does not skip this attempt: an earlier delivery of it may
+    # have reached the provider before its worker died, so it runs (replaying that effect under
+    # the same key, or making it) and the saga turns back right after, undoing it.
     definition = get_definition(saga.saga_type)
     step = definition.step(row.name)
     instrument.bind_attempt(saga, row)  # every log line of this attempt names saga and step
@@ -256,6 +257,8 @@ def _apply_outcome(
         return "retrying"
 
     row.status = StepStatus.FAILED
+    # A transient failure (timeout, lost worker) does not prove the provider did nothing.
+    row.outcome_unknown = isinstance(error, TransientError)
     row.save()
     saga.last_error = f"{row.name} ({row.direction}): {error.message}"
     if error.code == "no_outcome":
@@ -330,18 +333,24 @@ def _next_compensation(saga: Saga, target: Any, definition: SagaDefinition) -> N
 
 
 def pending_compensations(saga: Saga) -> list[Step]:
-    """The compensations that would run if the saga turned back now, in the order they'd run."""
+    """The compensations that would run if the saga turned back now, in the order they'd run:
+    every step whose action succeeded, or may have (its last attempt failed with an unknown
+    outcome), and is not undone yet. Compensations must be harmless when nothing was done."""
     definition = get_definition(saga.saga_type)
-    done = set(
-        SagaStep.objects.filter(saga=saga, status=StepStatus.SUCCEEDED).values_list(
-            "name", "direction"
-        )
+    rows = SagaStep.objects.filter(saga=saga).values_list(
+        "name", "direction", "status", "outcome_unknown"
     )
+    done, maybe = set(), set()
+    for name, direction, status, unknown in rows:
+        if status == StepStatus.SUCCEEDED:
+            done.add((name, direction))
+        elif direction == ACTION and status == StepStatus.FAILED and unknown:
+            maybe.add(name)
     return [
         step
         for step in reversed(definition.steps)
         if step.compensatable
-        and (step.name, ACTION) in done
+        and ((step.name, ACTION) in done or step.name in maybe)
         and (step.name, COMPENSATION) not in done
     ]
 
@@ -352,25 +361,6 @@ def _park(saga: Saga, target: Any, definition: SagaDefinition, why: str) -> None
     SagaEvent.objects.create(saga=saga, kind="parked", reason=why)
     definition.hooks.attention_required(saga, target, why)
     instrument.saga_parked(saga, why)  # metrics + log line, after commit
-
-
-def _skip_for_cancel(row: SagaStep) -> str:
-    """A cancel overtook this attempt before it ran: skip it and turn the saga back."""
-    with transaction.atomic():
-        saga = Saga.objects.select_for_update().get(pk=row.saga_id)
-        row.refresh_from_db()
-        if row.status != StepStatus.SCHEDULED:
-            return "duplicate"
-        definition = get_definition(saga.saga_type)
-        target = definition.hooks.lock_target(saga)
-        row.status = StepStatus.SKIPPED
-        row.error = "skipped: the saga was cancelled before this attempt ran"
-        row.finished_at = timezone.now()
-        row.save()
-        if saga.status == Status.RUNNING:
-            _begin_compensation(saga, target, definition, saga.cancel_reason or "cancelled")
-        saga.save()
-    return "skipped"
 
 
 def _skip_outstanding(saga: Saga, why: str) -> None:

@@ -72,6 +72,11 @@ class SagaStep(models.Model):
     response = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     error_code = models.CharField(max_length=64, blank=True)
+    outcome_unknown = models.BooleanField(
+        default=False,
+        help_text="The attempt failed in a way that does not rule out its effect (a timeout, "
+        "a lost worker): if the saga turns back, this step is compensated too.",
+    )
     scheduled_for = models.DateTimeField()
     lease_expires_at = models.DateTimeField(
         help_text="Past this time without an outcome, the sweeper sends the message again."

@@ -82,6 +82,10 @@ class Inventory(Protocol):
         """Give the nights back. Releasing twice is harmless."""
         ...
 
+    def lookup(self, *, idempotency_key: str) -> Reservation | None:
+        """The reservation made with this key, if any."""
+        ...
+
 
 class EmailSender(Protocol):
     def send(

@@ -69,3 +69,8 @@ class SandboxInventory:
                 record.released_at = timezone.now()
                 record.save()
         return Reservation(record.reference, Status.RELEASED)
+
+    def lookup(self, *, idempotency_key: str) -> Reservation | None:
+        """The reservation made with this key, if any."""
+        record = InventoryReservation.objects.filter(idempotency_key=idempotency_key).first()
+        return Reservation(record.reference, record.status) if record else None

@@ -127,7 +127,9 @@ def test_cancelling_in_flight_undoes_what_was_done_at_the_next_boundary(resource
     drive(booking.saga_id)
     booking = reload(booking)
     assert (booking.state, booking.cancellation_reason) == ("cancelled", "customer_cancelled")
-    assert not PaymentAuthorization.objects.exists()  # preauthorize was skipped, not run
+    # pre-authorization was already scheduled: it ran, and its hold was voided
+    assert PaymentAuthorization.objects.get().status == "voided"
+    assert not InventoryReservation.objects.exists()
 
 
 def test_a_cancelled_booking_cannot_be_cancelled_again(resource):
