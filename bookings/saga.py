@@ -147,9 +147,13 @@ class BookingHooks(SagaHooks):
     def lock_target(self, saga: Any) -> Booking:
         return Booking.objects.select_for_update().get(saga_id=saga.pk)
 
+    def save_target(self, saga: Any, target: Booking) -> None:
+        # One write per engine transaction, whatever the hooks changed; a new booking (the
+        # saga's start) is inserted here together with its first transition.
+        target.save()
+
     def started(self, saga: Any, target: Booking) -> None:
         target.start_saga()
-        target.save()
 
     def step_succeeded(self, saga: Any, target: Booking, step: Step, result: dict) -> None:
         if step.name == "fraud_check":
@@ -165,11 +169,9 @@ class BookingHooks(SagaHooks):
             target.begin_notification()
         elif step.name == "send_email":
             target.confirmation_sent_at = timezone.now()
-        target.save()
 
     def completed(self, saga: Any, target: Booking) -> None:
         target.complete()
-        target.save()
 
     def compensation_started(self, saga: Any, target: Booking, reason: str) -> None:
         if reason == "fraud_rejected":
@@ -177,7 +179,6 @@ class BookingHooks(SagaHooks):
         elif reason == "payment_declined":
             target.payment_status = Booking.PaymentStatus.DECLINED
         target.begin_compensation(reason)
-        target.save()
 
     def compensation_succeeded(self, saga: Any, target: Booking, step: Step, result: dict) -> None:
         if step.name == "preauthorize":
@@ -186,29 +187,24 @@ class BookingHooks(SagaHooks):
             target.room_status = Booking.RoomStatus.RELEASED
         elif step.name == "send_email":
             target.cancellation_sent_at = timezone.now()
-        target.save()
 
     def compensated(self, saga: Any, target: Booking, reason: str) -> None:
         target.finish_cancellation()
-        target.save()
 
     def attention_required(self, saga: Any, target: Booking, reason: str) -> None:
         target.require_attention(reason)
-        target.save()
 
     def resumed(self, saga: Any, target: Booking, direction: str) -> None:
         if direction == ACTION:
             target.resume(saga.current_step)
         else:
             target.resume_compensation()
-        target.save()
 
     def resolved(self, saga: Any, target: Booking, outcome: str, reason: str) -> None:
         if outcome == "completed":
             target.resolve_completed()
         else:
             target.resolve_cancelled()
-        target.save()
 
 
 # --- the definition ------------------------------------------------------------------------

@@ -81,7 +81,8 @@ def booking_create(
     amount = (resource.nightly_price * nights).quantize(Decimal("0.01"))
     saga_id = uuid.uuid4()
     with transaction.atomic():
-        booking = Booking.objects.create(
+        # Inserted by the saga's start, already in its first state: one write, not two.
+        booking = Booking(
             owner=owner,
             resource=resource,
             check_in=check_in,
@@ -97,6 +98,7 @@ def booking_create(
             saga_type=SAGA_TYPE,
             target_id=str(booking.pk),
             saga_id=saga_id,
+            target=booking,
             payload={
                 "reference": booking.reference,
                 "resource": resource.code,
@@ -110,7 +112,7 @@ def booking_create(
                 "currency": resource.currency,
             },
         )
-    return Booking.objects.get(pk=booking.pk)
+    return booking
 
 
 @contextmanager

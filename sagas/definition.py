@@ -103,6 +103,10 @@ class SagaHooks:
         """Load and lock the object the saga drives; returned to every other hook."""
         return None
 
+    def save_target(self, saga: Any, target: Any) -> None:
+        """Write the target once, at the end of each engine transaction that called the other
+        hooks (they change it in memory only, so a step costs one write of the target)."""
+
     def started(self, saga: Any, target: Any) -> None:
         """The saga was created and its first step scheduled."""
 

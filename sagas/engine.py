@@ -45,6 +45,27 @@ Status = Saga.Status
 StepStatus = SagaStep.Status
 
 _messages_lost = False
+# While a worker chains a saga's steps in-process (see execute), the ids of attempts scheduled to
+# run at once on the queue it serves, collected after each commit.
+_chain: list[SagaStep] | None = None
+_chain_queue: str | None = None
+MAX_CHAIN = 20
+SAGA_FIELDS = [
+    "status",
+    "direction",
+    "current_step",
+    "results",
+    "reason",
+    "last_error",
+    "cancel_requested_at",
+    "cancel_reason",
+    "finished_at",
+    "updated_at",
+]
+
+
+class _Duplicate(Exception):
+    """The attempt already had its outcome recorded: roll back and change nothing."""
 
 
 @contextmanager
@@ -80,15 +101,33 @@ def _send(step_id: int, queue: str | None, countdown: float) -> None:
 
 def _dispatch_on_commit(row: SagaStep, step: Step, countdown: float) -> None:
     step_id, queue = row.pk, step.queue
+    chain = _chain
+    if chain is not None and countdown <= 0 and (queue or _default_queue()) == _chain_queue:
+        # The worker runs it next, in-process, once this transaction commits: no broker hop.
+        # If the worker dies first, the attempt's lease runs out and the sweeper sends it.
+        transaction.on_commit(lambda: chain.append(row))  # the row and its saga, as committed
+        return
     transaction.on_commit(lambda: _send(step_id, queue, countdown))
+
+
+def _default_queue() -> str:
+    return settings.CELERY_TASK_DEFAULT_QUEUE
 
 
 # --- starting ------------------------------------------------------------------------------
 
 
-def start(*, saga_type: str, target_id: str, payload: dict[str, Any], saga_id: Any = None) -> Saga:
+def start(
+    *,
+    saga_type: str,
+    target_id: str,
+    payload: dict[str, Any],
+    saga_id: Any = None,
+    target: Any = None,
+) -> Saga:
     """Create a saga and schedule its first step, in the caller's transaction (so that the
-    target and its saga are committed together). The first message leaves after commit."""
+    target and its saga are committed together). The first message leaves after commit.
+    `target`, when given, is the object the saga drives, not saved yet or already locked."""
     definition = get_definition(saga_type)
     with transaction.atomic(savepoint=False):
         fields: dict[str, Any] = {"saga_type": saga_type, "target_id": str(target_id)}
@@ -96,8 +135,10 @@ def start(*, saga_type: str, target_id: str, payload: dict[str, Any], saga_id: A
             fields["id"] = saga_id
         saga = Saga(**fields, payload=payload, current_step=definition.steps[0].name)
         saga.save(force_insert=True)
-        target = definition.hooks.lock_target(saga)
+        if target is None:
+            target = definition.hooks.lock_target(saga)
         definition.hooks.started(saga, target)
+        definition.hooks.save_target(saga, target)
         _schedule(saga, definition, definition.steps[0], ACTION, round_=1)
         instrument.saga_started(saga)  # metrics + log line, after commit (sagas/instrument.py)
     return saga
@@ -154,10 +195,40 @@ class Outcome:
     finished_at: datetime
 
 
-def execute(step_id: int, *, task_id: str = "", worker: str = "") -> str:
+def execute(
+    step_id: int, *, task_id: str = "", worker: str = "", chain_queue: str | None = None
+) -> str:
     """Run one attempt's side effect, then record its outcome. Safe to call any number of times
-    for the same attempt: only the first outcome recorded counts. Returns what happened."""
-    row = SagaStep.objects.select_related("saga").filter(pk=step_id).first()
+    for the same attempt: only the first outcome recorded counts. Returns what happened.
+
+    With `chain_queue` (the queue the calling worker consumes), the attempts this one schedules
+    to run at once on that queue are run next in this process, each after the previous outcome
+    committed, instead of going through the broker: the same durability (every attempt is a
+    row with a lease before it runs), one message per saga instead of one per step."""
+    global _chain, _chain_queue
+    if chain_queue is None or _chain is not None:
+        return _execute_one(step_id, task_id, worker)
+    _chain, _chain_queue = [], chain_queue
+    try:
+        label = _execute_one(step_id, task_id, worker)
+        hops = 0
+        while _chain and hops < MAX_CHAIN:
+            _execute_one(_chain.pop(0), task_id, worker)
+            hops += 1
+        leftover = list(_chain)
+    finally:
+        _chain, _chain_queue = None, None
+    for row in leftover:  # a long chain goes back to the queue, behind the others
+        _send(row.pk, chain_queue, 0)
+    return label
+
+
+def _execute_one(step: int | SagaStep, task_id: str, worker: str) -> str:
+    row = (
+        step
+        if isinstance(step, SagaStep)
+        else SagaStep.objects.select_related("saga").filter(pk=step).first()
+    )
     if row is None:
         return "missing"
     if row.status != StepStatus.SCHEDULED:
@@ -197,27 +268,61 @@ def execute(step_id: int, *, task_id: str = "", worker: str = "") -> str:
         error = TransientError(f"{type(exc).__name__}: {exc}", code="unexpected_error")
     faults.after_action(row.name, row.direction)
     outcome = Outcome(result, error, started, timezone.now())
-    return record(step_id, saga.pk, outcome, task_id=task_id, worker=worker)
+    return record(row.pk, saga.pk, outcome, task_id=task_id, worker=worker, row=row)
 
 
 def record(
-    step_id: int, saga_id: Any, outcome: Outcome, *, task_id: str = "", worker: str = ""
+    step_id: int,
+    saga_id: Any,
+    outcome: Outcome,
+    *,
+    task_id: str = "",
+    worker: str = "",
+    row: SagaStep | None = None,
 ) -> str:
     """Record an attempt's outcome and move the saga on, in one transaction. Only the first
-    outcome of an attempt counts; any later one returns "duplicate" and changes nothing."""
-    with transaction.atomic():
-        saga = Saga.objects.select_for_update().get(pk=saga_id)
-        row = SagaStep.objects.get(pk=step_id)
-        if row.status != StepStatus.SCHEDULED:
-            return "duplicate"
-        definition = get_definition(saga.saga_type)
-        target = definition.hooks.lock_target(saga)
-        row.started_at, row.finished_at = outcome.started_at, outcome.finished_at
-        row.task_id, row.worker = task_id[:64], worker[:128]
-        label = _apply_outcome(saga, target, definition, row, outcome)
-        instrument.attempt_recorded(saga, row, outcome, label)  # metrics + log, after commit
-        saga.save()
+    outcome of an attempt counts; any later one returns "duplicate" and changes nothing.
+    `row` may be a copy of the attempt read earlier: only its fixed fields are trusted, its
+    status is checked again by the conditional update that records the outcome."""
+    try:
+        with transaction.atomic():
+            saga = Saga.objects.select_for_update().get(pk=saga_id)
+            if row is None:
+                row = SagaStep.objects.get(pk=step_id)
+            if row.status != StepStatus.SCHEDULED:
+                return "duplicate"
+            definition = get_definition(saga.saga_type)
+            target = definition.hooks.lock_target(saga)
+            row.started_at, row.finished_at = outcome.started_at, outcome.finished_at
+            row.task_id, row.worker = task_id[:64], worker[:128]
+            label = _apply_outcome(saga, target, definition, row, outcome)
+            instrument.attempt_recorded(saga, row, outcome, label)  # metrics + log, after commit
+            definition.hooks.save_target(saga, target)
+            saga.save(update_fields=SAGA_FIELDS)
+    except _Duplicate:
+        return "duplicate"
     return label
+
+
+OUTCOME_FIELDS = (
+    "status",
+    "started_at",
+    "finished_at",
+    "task_id",
+    "worker",
+    "response",
+    "error",
+    "error_code",
+    "outcome_unknown",
+)
+
+
+def _save_outcome(row: SagaStep, *extra: str) -> None:
+    """Write the attempt's outcome if it is still scheduled, else give up the transaction: a
+    second copy of the attempt got there first."""
+    fields = {name: getattr(row, name) for name in (*OUTCOME_FIELDS, *extra)}
+    if not SagaStep.objects.filter(pk=row.pk, status=StepStatus.SCHEDULED).update(**fields):
+        raise _Duplicate
 
 
 def _apply_outcome(
@@ -228,7 +333,7 @@ def _apply_outcome(
     if error is None:
         row.status = StepStatus.SUCCEEDED
         row.response = outcome.result
-        row.save()
+        _save_outcome(row)
         if row.direction == ACTION:
             _action_succeeded(saga, target, definition, step, outcome.result)
         else:
@@ -244,7 +349,7 @@ def _apply_outcome(
     retriable = isinstance(error, TransientError) and error.code != "no_outcome"
     if retriable and row.attempt < policy.max_attempts:
         row.status = StepStatus.RETRYING
-        row.save()
+        _save_outcome(row)
         _schedule(
             saga,
             definition,
@@ -259,7 +364,7 @@ def _apply_outcome(
     row.status = StepStatus.FAILED
     # A transient failure (timeout, lost worker) does not prove the provider did nothing.
     row.outcome_unknown = isinstance(error, TransientError)
-    row.save()
+    _save_outcome(row)
     saga.last_error = f"{row.name} ({row.direction}): {error.message}"
     if error.code == "no_outcome":
         # The attempt never reported back (its worker died each time it ran it): whether the
@@ -279,7 +384,7 @@ def _defer(saga: Saga, step: Step, row: SagaStep, delay: float) -> None:
     timeout = step.timeout_for(saga.saga_type, row.direction)
     row.scheduled_for = timezone.now() + timedelta(seconds=delay)
     row.lease_expires_at = row.scheduled_for + timedelta(seconds=timeout) + LEASE_GRACE
-    row.save()
+    _save_outcome(row, "scheduled_for", "lease_expires_at")
     _dispatch_on_commit(row, step, delay)
 
 
@@ -301,7 +406,7 @@ def _action_succeeded(
         return
     position = definition.index(step.name)
     if position + 1 < len(definition.steps):
-        _schedule(saga, definition, definition.steps[position + 1], ACTION)
+        _schedule(saga, definition, definition.steps[position + 1], ACTION, round_=1)
         return
     saga.status = Status.COMPLETED
     saga.current_step = ""
@@ -410,6 +515,7 @@ def turn_back(*, saga_id: Any, reason: str, actor: str = "", note: str = "") -> 
             _begin_compensation(saga, target, definition, reason)
             outcome = "compensating"
         _audit(saga, "cancel", actor, note or reason, code=reason, outcome=outcome)
+        definition.hooks.save_target(saga, target)
         saga.save()
     return outcome
 
@@ -441,6 +547,7 @@ def retry(*, saga_id: Any, actor: str, reason: str) -> str:
         else:
             raise SagaStateError(f"the saga is {saga.get_status_display()}: nothing to retry")
         _audit(saga, "retry", actor, reason, outcome=outcome)
+        definition.hooks.save_target(saga, target)
         saga.save()
     return outcome
 
@@ -464,6 +571,7 @@ def resolve(*, saga_id: Any, outcome: str, actor: str, reason: str) -> None:
         saga.finished_at = timezone.now()
         definition.hooks.resolved(saga, target, outcome, reason)
         _audit(saga, "resolve", actor, reason, outcome=outcome)
+        definition.hooks.save_target(saga, target)
         saga.save()
 
 
@@ -500,6 +608,7 @@ def _redispatch_locked(
         )
         row.finished_at = now
         _apply_outcome(saga, target, definition, row, Outcome({}, error, now, now))
+        definition.hooks.save_target(saga, target)
         return "gave up"
     timeout = step.timeout_for(saga.saga_type, row.direction)
     row.dispatch_count += 1

@@ -1,15 +1,21 @@
 """Thin Celery tasks: they take ids and call the engine."""
 
 from celery import shared_task
+from django.conf import settings
 
 from . import engine, recovery
 
 
 @shared_task(name="sagas.tasks.run_step", bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_step(self, step_id: int) -> str:
-    """Run one attempt of a saga step (action or compensation)."""
+    """Run one attempt of a saga step (action or compensation), and with SAGA_CHAIN_STEPS the
+    attempts it schedules at once on this same queue (see engine.execute)."""
+    queue = (self.request.delivery_info or {}).get("routing_key")
     return engine.execute(
-        step_id, task_id=self.request.id or "", worker=self.request.hostname or ""
+        step_id,
+        task_id=self.request.id or "",
+        worker=self.request.hostname or "",
+        chain_queue=queue if settings.SAGA_CHAIN_STEPS else None,
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -18,12 +18,52 @@ from . import outage
 from .base import EmailReceipt
 from .models import EmailRecord
 
+DELIVERY_ERRORS = (smtplib.SMTPException, OSError, TransientError)
+
 
 class DjangoEmailSender:
     def send(
         self, *, idempotency_key: str, to: str, template: str, context: dict[str, Any]
     ) -> EmailReceipt:
         """Send once per key: a key already sent returns its first message id."""
+        subject = render_to_string(f"email/{template}_subject.txt", context).strip()
+        message_id = f"<{uuid.uuid4()}@bookings>"
+        try:
+            # First call with this key: the ledger row is inserted as sent and committed only
+            # once the message is handed over; until then its key is locked, so a concurrent
+            # duplicate waits for the answer instead of sending a second message.
+            with transaction.atomic():
+                EmailRecord.objects.create(
+                    idempotency_key=idempotency_key,
+                    to=to,
+                    template=template,
+                    subject=subject,
+                    status=EmailRecord.Status.SENT,
+                    attempts=1,
+                    message_id=message_id,
+                    sent_at=timezone.now(),
+                )
+                self.deliver(to, subject, template, context, message_id)
+        except IntegrityError:
+            return self._again(idempotency_key, to, template, context)
+        except DELIVERY_ERRORS as exc:
+            self._failed(idempotency_key, to, template, exc)
+            raise TransientError(f"e-mail not sent: {exc}", code="email") from exc
+        return EmailReceipt(message_id)
+
+    def _failed(self, idempotency_key: str, to: str, template: str, exc: Exception) -> None:
+        with transaction.atomic():
+            record, _ = EmailRecord.objects.select_for_update().get_or_create(
+                idempotency_key=idempotency_key, defaults={"to": to, "template": template}
+            )
+            record.attempts += 1
+            record.last_error = str(exc)[:255] or type(exc).__name__
+            record.save()
+
+    def _again(
+        self, idempotency_key: str, to: str, template: str, context: dict[str, Any]
+    ) -> EmailReceipt:
+        """A retry or a duplicate: the first message id if sent, else one more try."""
         error = ""
         with transaction.atomic():
             record, _ = EmailRecord.objects.select_for_update().get_or_create(
@@ -36,7 +76,7 @@ class DjangoEmailSender:
             message_id = f"<{uuid.uuid4()}@bookings>"
             try:
                 self.deliver(to, subject, template, context, message_id)
-            except (smtplib.SMTPException, OSError, TransientError) as exc:
+            except DELIVERY_ERRORS as exc:
                 error = str(exc)[:255] or type(exc).__name__
                 record.last_error = error
             else:

@@ -3,10 +3,9 @@
 import secrets
 from decimal import Decimal
 
-from django.db import transaction
-
 from . import outage
 from .base import FraudDecision
+from .ledger import insert_once
 from .models import FraudScreeningRecord
 
 
@@ -16,16 +15,13 @@ class SandboxFraudScreening:
     ) -> FraudDecision:
         """Approve, unless the address ends in @fraud.test. Same key, same decision."""
         outage.raise_if_down("fraud")
-        with transaction.atomic():
-            record, _ = FraudScreeningRecord.objects.get_or_create(
-                idempotency_key=idempotency_key,
-                defaults={
-                    "reference": f"fr_{secrets.token_hex(8)}",
-                    "email": email,
-                    "approved": not email.lower().endswith("@fraud.test"),
-                    "reason": "address on the sandbox deny list"
-                    if email.lower().endswith("@fraud.test")
-                    else "",
-                },
-            )
+        rejected = email.lower().endswith("@fraud.test")
+        record = insert_once(
+            FraudScreeningRecord,
+            idempotency_key=idempotency_key,
+            reference=f"fr_{secrets.token_hex(8)}",
+            email=email,
+            approved=not rejected,
+            reason="address on the sandbox deny list" if rejected else "",
+        ) or FraudScreeningRecord.objects.get(idempotency_key=idempotency_key)
         return FraudDecision(record.approved, record.reference, record.reason)

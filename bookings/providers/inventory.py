@@ -6,6 +6,7 @@ from collections import Counter
 from datetime import date, timedelta
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from . import outage
@@ -25,19 +26,26 @@ class SandboxInventory:
 
         with transaction.atomic():
             resource = Resource.objects.select_for_update().filter(code=resource_code).first()
-            existing = InventoryReservation.objects.filter(idempotency_key=idempotency_key).first()
-            if existing:
-                return Reservation(existing.reference, existing.status)
             if resource is None:
-                return Reservation("", Status.UNAVAILABLE)
-            held = InventoryReservation.objects.filter(
-                resource=resource,
-                status=Status.RESERVED,
-                check_in__lt=check_out,
-                check_out__gt=check_in,
-            ).values_list("check_in", "check_out")
+                found = InventoryReservation.objects.filter(idempotency_key=idempotency_key).first()
+                return (
+                    Reservation(found.reference, found.status)
+                    if found
+                    else Reservation("", Status.UNAVAILABLE)
+                )
+            # One query for both: this key's earlier answer, and the nights already held.
+            rows = (
+                InventoryReservation.objects.filter(resource=resource)
+                .filter(
+                    Q(idempotency_key=idempotency_key)
+                    | Q(status=Status.RESERVED, check_in__lt=check_out, check_out__gt=check_in)
+                )
+                .values_list("idempotency_key", "reference", "status", "check_in", "check_out")
+            )
             per_night: Counter[date] = Counter()
-            for start, end in held:
+            for key, reference, status, start, end in rows:
+                if key == idempotency_key:
+                    return Reservation(reference, status)
                 for n in range((end - start).days):
                     per_night[start + timedelta(days=n)] += 1
             nights = [check_in + timedelta(days=n) for n in range((check_out - check_in).days)]

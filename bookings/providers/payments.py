@@ -13,6 +13,7 @@ from sagas.errors import TransientError
 
 from . import outage
 from .base import AuthorizationResult, VoidResult
+from .ledger import insert_once
 from .models import PaymentAuthorization
 
 Status = PaymentAuthorization.Status
@@ -31,24 +32,39 @@ class SandboxPaymentGateway:
     ) -> AuthorizationResult:
         """Hold the amount. A key seen before returns its first final answer."""
         outage.raise_if_down("payments")
+        # First call with this key (the common case): one INSERT with the answer.
+        flaky = token == "tok_flaky"
+        declined = token == "tok_declined" or not token.startswith("tok_")
+        status = Status.PENDING if flaky else Status.DECLINED if declined else Status.AUTHORIZED
+        record = insert_once(
+            PaymentAuthorization,
+            idempotency_key=idempotency_key,
+            reference=f"auth_{secrets.token_hex(8)}",
+            token=token,
+            amount=amount,
+            currency=currency,
+            status=status,
+            attempts=1,
+            authorized_at=timezone.now() if status == Status.AUTHORIZED else None,
+        )
+        if record is None:
+            return self._again(idempotency_key)
+        if flaky:
+            raise TransientError("payment gateway timed out (sandbox tok_flaky)", code="gateway")
+        return _result(record)
+
+    def _again(self, idempotency_key: str) -> AuthorizationResult:
+        """A retry or a duplicate: the first final answer, or (tok_flaky) one more try."""
         transient = False
         with transaction.atomic():
-            record, _ = PaymentAuthorization.objects.select_for_update().get_or_create(
-                idempotency_key=idempotency_key,
-                defaults={
-                    "reference": f"auth_{secrets.token_hex(8)}",
-                    "token": token,
-                    "amount": amount,
-                    "currency": currency,
-                },
+            record = PaymentAuthorization.objects.select_for_update().get(
+                idempotency_key=idempotency_key
             )
             if record.status != Status.PENDING:
                 return _result(record)
             record.attempts += 1
-            if token == "tok_flaky" and record.attempts <= 2:
+            if record.attempts <= 2:  # tok_flaky: the first two attempts time out
                 transient = True
-            elif token == "tok_declined" or not token.startswith("tok_"):
-                record.status = Status.DECLINED
             else:
                 record.status = Status.AUTHORIZED
                 record.authorized_at = timezone.now()

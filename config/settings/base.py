@@ -61,7 +61,17 @@ def database_from_env(default_sqlite: Path) -> dict:
         return sqlite_database(default_sqlite)
     if url.startswith("sqlite"):
         return sqlite_database(Path(url.split("///", 1)[1]))
-    return dict(dj_database_url.parse(url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60)))
+    config = dict(dj_database_url.parse(url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60)))
+    if config["ENGINE"].endswith("postgresql"):
+        # Server-side parameters let psycopg prepare the statements a worker repeats (the
+        # engine's handful), so PostgreSQL stops parsing and planning them each time. Turn it
+        # off behind a transaction-mode pooler (PgBouncer < 1.21) that cannot keep them.
+        config["OPTIONS"] = {
+            **config.get("OPTIONS", {}),
+            "server_side_binding": env_bool("DB_SERVER_SIDE_BINDING", True),
+            "prepare_threshold": env_int("DB_PREPARE_THRESHOLD", 5),
+        }
+    return config
 
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", "insecure-local-key-change-me")
@@ -212,6 +222,10 @@ SAGA_STEP_SETTINGS = env_json("SAGA_STEP_SETTINGS", {})
 # (a poison message that kills its worker, or a step that never reports back).
 SAGA_MAX_DISPATCHES = env_int("SAGA_MAX_DISPATCHES", 10)
 SAGA_SWEEP_BATCH = env_int("SAGA_SWEEP_BATCH", 500)
+# A worker runs the next step of a saga itself, right after committing the previous outcome,
+# when that step is on the queue it is serving (one message per saga instead of one per step;
+# each step still commits its outcome and its next attempt before that attempt runs).
+SAGA_CHAIN_STEPS = env_bool("SAGA_CHAIN_STEPS", True)
 # Fault injection for the fault suite, never set in production: {"pause_after_action": {...}}.
 SAGA_FAULTS = env_json("SAGA_FAULTS", {})
 
@@ -263,7 +277,7 @@ BOOKING_CIRCUIT_BREAKERS = env_json("BOOKING_CIRCUIT_BREAKERS", {})
 # without Redis (`make run`), a file cache under DATA_DIR that all local processes share.
 COORDINATION_CACHE_URL = env("COORDINATION_CACHE_URL", os.environ.get("CACHE_URL", ""))
 COORDINATION_CACHE = (
-    {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": COORDINATION_CACHE_URL}
+    {"BACKEND": "config.cache.ReusingRedisCache", "LOCATION": COORDINATION_CACHE_URL}
     if COORDINATION_CACHE_URL.startswith(("redis://", "rediss://", "unix://"))
     else {
         "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
@@ -288,7 +302,7 @@ HEALTH_WORKER_PING_TIMEOUT = float(env("HEALTH_WORKER_PING_TIMEOUT", "1"))
 # in production. Without it each process keeps its own local memory (fine for `make run`).
 def cache_from_env(url: str) -> dict:
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+        return {"BACKEND": "config.cache.ReusingRedisCache", "LOCATION": url}
     if url.startswith("db://"):
         # needs `manage.py createcachetable`
         return {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": url[5:]}

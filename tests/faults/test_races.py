@@ -120,9 +120,9 @@ def test_a_poison_message_is_bounded_parks_its_saga_and_the_queue_keeps_moving(s
         recovery.sweep()  # as Celery beat does, with real leases (10 s in tests)
         return reload(poison).state == "requires_attention"
 
-    wait_for(parked, timeout=150, what="the poison saga to park")
+    wait_for(parked, timeout=240, what="the poison saga to park")
     row = SagaStep.objects.get(saga_id=poison.saga_id, name="fraud_check")
-    assert (row.status, row.error_code, row.dispatch_count) == ("failed", "no_outcome", 3)
+    assert (row.status, row.error_code, row.dispatch_count) == ("failed", "no_outcome", 3), row
     assert Booking.objects.get(pk=poison.pk).attention_reason.startswith("fraud_check")
-    settled = wait_settled(others, timeout=60)
+    settled = wait_settled(others, timeout=120)
     assert [b.state for b in settled] == ["completed"] * 4

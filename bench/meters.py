@@ -1,0 +1,99 @@
+"""What the benchmark measures besides time: PostgreSQL write transactions (xid delta, as the
+peers count them), all transactions, WAL fsyncs; Redis publishes (LPUSH calls); CPU seconds by
+process kind (web = the process creating bookings, worker, postgres, broker)."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import psutil
+import psycopg
+import redis
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    k = (len(v) - 1) * q
+    f = int(k)
+    c = min(f + 1, len(v) - 1)
+    return v[f] + (v[c] - v[f]) * (k - f)
+
+
+@dataclass
+class PgCounters:
+    xid: int
+    commits: int
+    wal_sync: int
+
+    @classmethod
+    def read(cls, dsn: str) -> PgCounters:
+        with psycopg.connect(dsn, autocommit=True) as c:
+            xid = c.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()[0]
+            commits = c.execute("SELECT sum(xact_commit) FROM pg_stat_database").fetchone()[0]
+            wal_sync = c.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()[0]
+        return cls(int(xid), int(commits), int(wal_sync))
+
+    def delta(self, later: PgCounters) -> dict[str, int]:
+        # Each read burns one xid; the stats counters are flushed about once a second.
+        return {
+            "write_xacts": later.xid - self.xid - 1,
+            "xact_commit": later.commits - self.commits,
+            "wal_sync": later.wal_sync - self.wal_sync,
+        }
+
+
+def redis_publishes(url: str) -> int:
+    """Messages published to a Redis broker so far (kombu publishes with LPUSH)."""
+    stats = redis.Redis.from_url(url).info("commandstats")
+    return int(stats.get("cmdstat_lpush", {}).get("calls", 0))
+
+
+def _kind(proc: psutil.Process, me: int) -> str | None:
+    if proc.info["pid"] == me:
+        return "web"
+    name = proc.info["name"] or ""
+    cmd = " ".join(proc.info.get("cmdline") or [])
+    if name.startswith("postgres") or name == "postmaster":
+        return "postgres"
+    if name.startswith("redis") or "rabbit" in cmd or name == "beam.smp":
+        return "broker"
+    if "celery" in cmd and "worker" in cmd:
+        return "worker"
+    if "gunicorn" in cmd:
+        return "web"
+    return None
+
+
+class CpuMeter:
+    """CPU seconds by process kind over a window; children reaped inside it count for their
+    parent (the postmaster's backends, a worker's pool processes)."""
+
+    def __init__(self) -> None:
+        self.me = os.getpid()
+
+    def _snap(self) -> dict[int, tuple[str, float]]:
+        out = {}
+        for p in psutil.process_iter(["pid", "name", "cmdline", "cpu_times"]):
+            t = p.info["cpu_times"]
+            kind = _kind(p, self.me) if t is not None else None
+            if kind is None:
+                continue
+            own = t.user + t.system
+            out[p.info["pid"]] = (kind, own if p.info["pid"] == self.me else
+                                  own + t.children_user + t.children_system)  # fmt: skip
+        return out
+
+    def start(self) -> CpuMeter:
+        self.t0, self.s0 = time.monotonic(), self._snap()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        wall = time.monotonic() - self.t0
+        by: dict[str, float] = {}
+        for pid, (kind, secs) in self._snap().items():
+            by[kind] = by.get(kind, 0.0) + max(0.0, secs - self.s0.get(pid, (kind, 0.0))[1])
+        return {"wall_s": wall, **{f"{k}_cpu_s": v for k, v in sorted(by.items())}}
