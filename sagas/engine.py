@@ -28,7 +28,7 @@ from celery import current_app
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import F, Max
 from django.utils import timezone
 
 from . import faults, instrument
@@ -576,6 +576,44 @@ def resolve(*, saga_id: Any, outcome: str, actor: str, reason: str) -> None:
 
 
 # --- recovery ------------------------------------------------------------------------------
+
+
+def redispatch_many(step_ids: list[int], *, now: datetime) -> tuple[list[int], list[int]]:
+    """Send again, a few statements per kind of step, every stalled attempt still under its
+    dispatch limit. Returns (sent, left): `left` are those at their limit, for `redispatch`
+    one by one (they may fail and park their saga, which takes the saga's lock)."""
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    left = []
+    for step_id, saga_type, name, direction, count in SagaStep.objects.filter(
+        pk__in=step_ids
+    ).values_list("id", "saga__saga_type", "name", "direction", "dispatch_count"):
+        if count >= settings.SAGA_MAX_DISPATCHES:
+            left.append(step_id)
+        else:
+            groups.setdefault((saga_type, name, direction), []).append(step_id)
+    sent: list[int] = []
+    for (saga_type, name, direction), ids in groups.items():
+        step = get_definition(saga_type).step(name)
+        lease = now + timedelta(seconds=step.timeout_for(saga_type, direction)) + LEASE_GRACE
+        with transaction.atomic():
+            # Rows another sweeper holds, or that got an outcome meanwhile, are left alone.
+            mine = list(
+                SagaStep.objects.select_for_update(skip_locked=True)
+                .filter(pk__in=ids, status=StepStatus.SCHEDULED, lease_expires_at__lt=now)
+                .values_list("id", flat=True)
+            )
+            SagaStep.objects.filter(pk__in=mine).update(
+                dispatch_count=F("dispatch_count") + 1, lease_expires_at=lease
+            )
+            queue = step.queue
+            transaction.on_commit(lambda ids=mine, queue=queue: _send_many(ids, queue))
+        sent += mine
+    return sent, left
+
+
+def _send_many(step_ids: list[int], queue: str | None) -> None:
+    for step_id in step_ids:
+        _send(step_id, queue, 0)
 
 
 def redispatch(step_id: int, *, now: datetime | None = None) -> str:

@@ -43,7 +43,9 @@ def sweep(
     if dry_run:
         report.redispatched = ids
         return report
-    for step_id in ids:
+    sent, left = engine.redispatch_many(ids, now=now)
+    report.redispatched.extend(sent)
+    for step_id in left:
         label = engine.redispatch(step_id, now=now)
         if label == "redispatched":
             report.redispatched.append(step_id)
