@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: install run test lint format lock clean
+.PHONY: install run test lint format lock clean typecheck security check-deploy coverage loadtest ci chaos
 
 $(VENV)/.installed: requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,52 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+## make typecheck: mypy with django-stubs and djangorestframework-stubs (config: pyproject.toml).
+typecheck: install
+	$(VENV)/bin/mypy
+
+## make security: bandit on the packages (config: pyproject.toml).
+security: install
+	$(VENV)/bin/bandit -c pyproject.toml -r bookings sagas config ops -q
+
+## make check-deploy: Django's deployment checks with the production settings; any warning fails.
+check-deploy: install
+	DJANGO_SETTINGS_MODULE=config.settings.production \
+	DJANGO_SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))') \
+	DJANGO_ALLOWED_HOSTS=bookings.example.com \
+	DATABASE_URL=$${DATABASE_URL:-postgres://db.internal/bookings} \
+	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-redis://redis.internal:6379/0} \
+	CACHE_URL=$${CACHE_URL:-redis://redis.internal:6379/1} \
+	$(PY) manage.py check --deploy --fail-level WARNING
+
+## make coverage: the whole suite under coverage (worker subprocesses and their pool too), then
+## the branch coverage of bookings and sagas, which must be at least 90 % (pyproject.toml).
+coverage: install
+	rm -rf var/coverage && mkdir -p var/coverage
+	$(VENV)/bin/coverage run -m pytest
+	$(VENV)/bin/coverage combine -q
+	$(VENV)/bin/coverage report
+
+## make loadtest: one minute of locust against gunicorn and two workers (needs DATABASE_URL,
+## CELERY_BROKER_URL; use a database of its own). LOAD_P95_MS is the bound CI holds.
+LOAD_P95_MS ?= 400
+LOAD_USERS ?= 10
+loadtest: install
+	$(PY) loadtest/run.py --users $(LOAD_USERS) --duration 60s --p95-ms $(LOAD_P95_MS)
+
+## make chaos: minutes of mixed traffic with random worker kills and broker and database
+## restarts (PostgreSQL and Redis on 127.0.0.1; CHAOS_BROKER=rabbitmq for RabbitMQ); prints one
+## table and fails when any invariant breaks. Not part of CI (it restarts the servers).
+CHAOS_DURATION ?= 300
+CHAOS_SAGAS ?= 2000
+CHAOS_BROKER ?= redis
+chaos: install
+	$(PY) tools/chaos.py --duration $(CHAOS_DURATION) --sagas $(CHAOS_SAGAS) --broker $(CHAOS_BROKER) --json var/chaos-$$(date +%F).json
+
+## make ci: every gate, as CI runs them (.ci/run).
+ci:
+	.ci/run
 
 format: install
 	$(VENV)/bin/ruff check --fix .
