@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: install run test lint format lock clean typecheck security check-deploy coverage loadtest ci chaos
+.PHONY: install run test lint format lock clean typecheck security check-deploy coverage loadtest ci
 
 $(VENV)/.installed: requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,15 +63,6 @@ LOAD_P95_MS ?= 400
 LOAD_USERS ?= 10
 loadtest: install
 	$(PY) loadtest/run.py --users $(LOAD_USERS) --duration 60s --p95-ms $(LOAD_P95_MS)
-
-## make chaos: minutes of mixed traffic with random worker kills and broker and database
-## restarts (PostgreSQL and Redis on 127.0.0.1; CHAOS_BROKER=rabbitmq for RabbitMQ); prints one
-## table and fails when any invariant breaks. Not part of CI (it restarts the servers).
-CHAOS_DURATION ?= 300
-CHAOS_SAGAS ?= 2000
-CHAOS_BROKER ?= redis
-chaos: install
-	$(PY) tools/chaos.py --duration $(CHAOS_DURATION) --sagas $(CHAOS_SAGAS) --broker $(CHAOS_BROKER) --json var/chaos-$$(date +%F).json
 
 ## make ci: every gate, as CI runs them (.ci/run).
 ci:
