@@ -111,12 +111,25 @@ class Workers:
             log = open(LOGS / f"worker-{i}.log", "a")  # noqa: SIM115  (owned by the process)
             self.procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "celery", "-A", "config", "worker",
-                     "--loglevel=WARNING", f"--concurrency={concurrency}", f"--queues={QUEUE}",
-                     f"--hostname=bench{i}@%h", "--without-gossip", "--without-mingle",
-                     "--without-heartbeat"],
-                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                )  # fmt: skip
+                    [
+                        sys.executable,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "config",
+                        "worker",
+                        "--loglevel=WARNING",
+                        f"--concurrency={concurrency}",
+                        f"--queues={QUEUE}",
+                        f"--hostname=bench{i}@%h",
+                        "--without-gossip",
+                        "--without-mingle",
+                        "--without-heartbeat",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             )
         time.sleep(4)  # let the pools fork and connect
 
@@ -278,6 +291,304 @@ def saga_mix() -> None:
     run_sagas("mix 80/10/5/5, saturation", "mix", ARGS.sagas)
 
 
+@scenario("queries")
+def queries_per_saga() -> None:
+    """Database statements of one happy saga on the worker's path (chained steps), counted in
+    this process: the same engine and providers a worker runs, without Celery around them."""
+    from django.test.utils import CaptureQueriesContext
+
+    from sagas import engine
+    from sagas.models import SagaStep
+
+    reset_bookings()
+    resources()
+    counts = []
+    for i in range(20):
+        with CaptureQueriesContext(connection) as q:
+            with engine.messages_lost():  # nothing for the (absent) workers
+                booking = create("bench-hotel", "tok_visa", i)
+            first = SagaStep.objects.get(saga_id=booking.saga_id)
+            engine.execute(first.pk, chain_queue=QUEUE)
+        assert Booking.objects.get(pk=booking.pk).state == "completed"
+        counts.append(len(q.captured_queries) - 1)  # minus the lookup of the first attempt
+    RESULTS["scenarios"]["statements per happy saga"] = {
+        "statements": sorted(counts)[len(counts) // 2],
+        "note": "create + 4 steps chained in one worker, incl. BEGIN/COMMIT and sandbox ledgers",
+    }
+    print(f"statements per happy saga: {sorted(counts)[len(counts) // 2]}", flush=True)
+
+
+@scenario("workers")
+def worker_scaling() -> None:
+    for n in (1, 2, 4):
+        run_sagas(f"happy path, {n} worker process(es)", "happy", 1000, workers=n)
+
+
+def seed_history(total: int) -> None:
+    """Bring the tables to `total` finished bookings (each with its saga and four attempt rows),
+    written by SQL for speed; only the row counts matter to what is measured after."""
+    from bookings.models import Booking as B
+    from sagas.models import Saga, SagaStep
+
+    have = B.objects.filter(guest_name="Seeded").count()
+    if have >= total:
+        return
+    resource = resources()["bench-hotel"]
+    start, stop = have + 1, total
+    t0 = time.monotonic()
+    with connection.cursor() as c:
+        c.execute(  # table names from the models, values as parameters
+            f"""
+            INSERT INTO {Saga._meta.db_table} (id, saga_type, target_id, status, direction,
+                current_step, payload, results, reason, last_error, cancel_reason, created_at,
+                updated_at, finished_at)
+            SELECT md5('s' || g)::uuid, 'booking', md5('b' || g)::uuid::text, 'completed',
+                'forward', '', '{{}}', '{{}}', '', '', '', now() - interval '2 days',
+                now() - interval '2 days', now() - interval '2 days'
+            FROM generate_series(%s, %s) g""",  # noqa: S608
+            [start, stop],
+        )
+        c.execute(  # table names from the models, values as parameters
+            f"""
+            INSERT INTO {B._meta.db_table} (id, reference, owner_id, resource_id, check_in,
+                check_out, guest_name, guest_email, payment_token, amount, currency, state,
+                state_changed_at, cancellation_reason, attention_reason, fraud_decision,
+                payment_status, authorization_ref, room_status, reservation_ref,
+                confirmation_sent_at, saga_id, created_at, updated_at)
+            SELECT md5('b' || g)::uuid, 'SD-' || lpad(g::text, 9, '0'), NULL, %s,
+                current_date - 400 + (g %% 300), current_date - 399 + (g %% 300), 'Seeded',
+                'seed' || g || '@example.com', 'tok_visa', 100, 'EUR', 'completed',
+                now() - interval '2 days', '', '', 'approved', 'authorized', 'auth_s' || g,
+                'reserved', 'res_s' || g, now() - interval '2 days', md5('s' || g)::uuid,
+                now() - interval '2 days', now() - interval '2 days'
+            FROM generate_series(%s, %s) g""",  # noqa: S608
+            [resource.pk, start, stop],
+        )
+        c.execute(  # table names from the models, values as parameters
+            f"""
+            INSERT INTO {SagaStep._meta.db_table} (saga_id, name, index, direction, round,
+                attempt, status, idempotency_key, request, response, error, error_code,
+                outcome_unknown, scheduled_for, lease_expires_at, dispatch_count, started_at,
+                finished_at, task_id, worker, created_at)
+            SELECT md5('s' || g)::uuid, s.name, s.idx, 'action', 1, 1, 'succeeded',
+                md5('s' || g)::uuid::text || ':' || s.name || ':action', '{{}}', '{{}}', '', '',
+                false, now() - interval '2 days', now() - interval '2 days', 1,
+                now() - interval '2 days', now() - interval '2 days', '', '',
+                now() - interval '2 days'
+            FROM generate_series(%s, %s) g,
+                (VALUES (0, 'fraud_check'), (1, 'preauthorize'), (2, 'confirm'),
+                        (3, 'send_email')) AS s(idx, name)""",  # noqa: S608
+            [start, stop],
+        )
+        c.execute("ANALYZE")
+    print(f"seeded {stop - start + 1} bookings in {time.monotonic() - t0:.0f}s", flush=True)
+
+
+@scenario("growth")
+def growth() -> None:
+    reset_bookings()
+    for total in (10_000, 1_000_000):
+        seed_history(total)
+        run_sagas(f"happy path, {total:,} bookings already there", "happy", 1000, fresh=False)
+        if total == 10_000:
+            admin_list(100_000)
+
+
+def admin_list(total: int) -> None:
+    seed_history(total)
+    out = sh(sys.executable, "manage.py", "bench_admin_list", "--runs", "5", "--json")
+    RESULTS["scenarios"][f"admin list, {total:,} bookings"] = json.loads(out)
+    print(f"admin list: {out.strip()[:300]}", flush=True)
+
+
+@scenario("admin")
+def admin_only() -> None:
+    admin_list(100_000)
+
+
+@scenario("sweep")
+def sweep_1m() -> None:
+    """One sweep over 1,000,000 sagas of which 1,000 have an attempt whose lease ran out."""
+    from sagas import recovery
+    from sagas.models import SagaStep
+
+    seed_history(1_000_000)
+    stalled = list(
+        SagaStep.objects.filter(name="send_email", saga__booking__guest_name="Seeded").values_list(
+            "id", flat=True
+        )[:1000]
+    )
+    SagaStep.objects.filter(pk__in=stalled).update(status="scheduled", dispatch_count=1)
+    with connection.cursor() as c:  # only one scheduled attempt per saga, as in real life
+        c.execute("ANALYZE")
+    timings = []
+    for _ in range(3):
+        SagaStep.objects.filter(pk__in=stalled).update(
+            lease_expires_at=timezone.now() - timedelta(minutes=1), dispatch_count=1
+        )
+        t0 = time.monotonic()
+        report = recovery.sweep(limit=1000)
+        timings.append(time.monotonic() - t0)
+        assert len(report.redispatched) == 1000, len(report.redispatched)
+    SagaStep.objects.filter(pk__in=stalled).update(status="succeeded")
+    redis.Redis.from_url(REDIS_URL).flushdb()  # the re-sent messages, unconsumed
+    RESULTS["scenarios"]["sweep over 1,000,000 sagas, 1,000 stalled"] = {
+        "seconds": round(sorted(timings)[1], 3),
+        "runs": [round(t, 3) for t in timings],
+    }
+    print(f"sweep: {timings}", flush=True)
+
+
+@scenario("api")
+def api_load() -> None:
+    """Create and detail through the REST API under locust (50 users) against gunicorn with
+    real workers."""
+    import csv
+
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    reset_bookings()
+    resources()
+    user, _ = get_user_model().objects.get_or_create(username="bench-client")
+    token, _ = Token.objects.get_or_create(user=user)
+    env = {"API_THROTTLE_CLIENT": "1000000/minute", "API_THROTTLE_ANON": "1000000/minute",
+           "BENCH_RESOURCE": "bench-hotel"}  # fmt: skip
+    log = open(LOGS / "gunicorn.log", "a")  # noqa: SIM115  (owned by the process)
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", "127.0.0.1:8799", "-w", "3",
+         "--access-logfile", "/dev/null"],
+        env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    w = Workers(ARGS.workers)
+    try:
+        time.sleep(3)
+        prefix = LOGS / "locust"
+        sh(sys.executable, "-m", "locust", "-f", "tests/api/locustfile.py", "--headless",
+           "-H", "http://127.0.0.1:8799", "-u", "50", "-r", "25", "-t", "40s",
+           "--csv", str(prefix), "--only-summary",
+           env={"API_TOKEN": token.key, **env}, timeout=300)  # fmt: skip
+    finally:
+        os.killpg(web.pid, signal.SIGTERM)
+        web.wait(30)
+        w.stop()
+    with open(f"{prefix}_stats.csv") as f:
+        rows = list(csv.DictReader(f))
+    out = {}
+    for row in rows:
+        if row["Name"] == "Aggregated":
+            continue
+        out[f"{row['Type']} {row['Name']}"] = {
+            "requests": int(row["Request Count"]),
+            "failures": int(row["Failure Count"]),
+            "rps": round(float(row["Requests/s"]), 1),
+            "p50_ms": float(row["50%"]),
+            "p95_ms": float(row["95%"]),
+        }
+    RESULTS["scenarios"]["API, 50 concurrent clients, gunicorn 3 processes"] = out
+    print(f"api: {out}", flush=True)
+
+
+@scenario("peers")
+def peers() -> None:
+    """The DBOS workflow and the hand-rolled Celery chain from ../shared/peers, in this same
+    sitting (their own venv, their own database)."""
+    import shutil
+
+    source = ROOT.parent / "shared" / "peers"
+    if not source.exists():
+        print("peers: ../shared/peers not found; skipped", flush=True)
+        return
+    work = ROOT / "var" / "peers"
+    if not (work / ".venv" / "bin" / "python").exists():
+        shutil.copytree(source, work, dirs_exist_ok=True)
+        sh(sys.executable, "-m", "venv", str(work / ".venv"))
+        sh(str(work / ".venv" / "bin" / "pip"), "install", "-q", "dbos", "celery[redis]",
+           "psycopg[binary]", "psutil", timeout=900)  # fmt: skip
+    else:
+        shutil.copytree(source, work, dirs_exist_ok=True)
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+        if not c.execute("SELECT 1 FROM pg_roles WHERE rolname='bench'").fetchone():
+            c.execute("CREATE ROLE bench LOGIN PASSWORD 'bench' SUPERUSER")
+        if not c.execute("SELECT 1 FROM pg_database WHERE datname='bench'").fetchone():
+            c.execute("CREATE DATABASE bench OWNER bench")
+    py = str(work / ".venv" / "bin" / "python")
+    runs = {
+        "DBOS (procs 2, concurrency 8, poll 0.01 s)": [
+            py, "dbos_saga.py", "--runs", "1", "--concurrency", "8", "--procs", "2",
+            "--preping", "0"],
+        "Celery chain (prefork c=2)": [py, "celery_chain.py", "--runs", "1", "--concurrency", "2"],
+    }  # fmt: skip
+    for label, cmd in runs.items():
+        done = subprocess.run(
+            cmd,
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env={**os.environ, "BENCH_REDIS": "redis://127.0.0.1:6379/13"},
+        )
+        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+        if not lines:
+            print(f"peer {label} failed:\n{done.stdout[-1500:]}\n{done.stderr[-1500:]}")
+            continue
+        median = json.loads(lines[-1][7:])["median"]
+        RESULTS["scenarios"][f"peer: {label}"] = {
+            "sagas_per_s": round(median["sagas_s"], 1),
+            "p50_ms": round(median["p50_ms"], 1),
+            "p95_ms": round(median["p95_ms"], 1),
+            "write_xacts_per_saga": round(median["write_xacts_per_saga"], 2),
+        }
+        print(f"peer {label}: {RESULTS['scenarios'][f'peer: {label}']}", flush=True)
+
+
+def table() -> str:
+    lines = ["| scenario | sagas/s | p50 ms | p95 ms | writes/saga | msgs/saga | CPU ms/saga |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, r in RESULTS["scenarios"].items():
+        if "sagas_per_s" not in r:
+            continue
+        cpu = r.get("cpu_ms_per_saga")
+        cpu_s = " ".join(f"{k} {v:g}" for k, v in cpu.items()) if cpu else ""
+        lines.append(
+            f"| {name} | {r['sagas_per_s']} | {r.get('p50_ms', '')} | {r.get('p95_ms', '')} "
+            f"| {r.get('write_xacts_per_saga', '')} | {r.get('messages_per_saga', '')} | {cpu_s} |"
+        )
+    others = {k: v for k, v in RESULTS["scenarios"].items() if "sagas_per_s" not in v}
+    for name, r in others.items():
+        lines.append(f"\n{name}: {json.dumps(r)}")
+    ours = RESULTS["scenarios"].get("happy path, saturation", {}).get("sagas_per_s")
+    for peer in [k for k in RESULTS["scenarios"] if k.startswith("peer: ")]:
+        theirs = RESULTS["scenarios"][peer]["sagas_per_s"]
+        if ours and theirs:
+            lines.append(f"\nratio happy path / {peer[6:]}: {ours / theirs:.2f}x")
+    return "\n".join(lines)
+
+
+def chart(path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(k, v["sagas_per_s"]) for k, v in RESULTS["scenarios"].items() if "sagas_per_s" in v]
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(rows) + 1.5))
+    names = [k for k, _ in rows]
+    colors = ["#9aa5b1" if k.startswith("peer: ") else "#2f6f9f" for k in names]
+    ax.barh(names, [v for _, v in rows], color=colors)
+    ax.invert_yaxis()
+    ax.set_xlabel("sagas per second (4 steps, durable), higher is better")
+    ax.set_title(f"make bench, {date.today().isoformat()}, {os.cpu_count()} cores")
+    for y, (_, v) in enumerate(rows):
+        ax.text(v, y, f" {v:g}", va="center")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> int:
     only = [s for s in ARGS.only.split(",") if s] or list(SCENARIOS)
     skip = set(ARGS.skip.split(","))
@@ -285,9 +596,12 @@ def main() -> int:
         if name not in skip:
             SCENARIOS[name]()
     ARGS.out.mkdir(parents=True, exist_ok=True)
-    out = ARGS.out / f"{date.today().isoformat()}.json"
-    out.write_text(json.dumps(RESULTS, indent=2, default=str))
-    print(f"wrote {out}")
+    stem = ARGS.out / date.today().isoformat()
+    RESULTS["machine"] = {"cores": os.cpu_count(), "uname": " ".join(os.uname())}
+    stem.with_suffix(".json").write_text(json.dumps(RESULTS, indent=2, default=str))
+    chart(stem.with_suffix(".png"))
+    print("\n" + table())
+    print(f"\nwrote {stem}.json and {stem}.png")
     return 0
 
 
