@@ -58,8 +58,10 @@ coverage: install
 	$(VENV)/bin/coverage report
 
 ## make loadtest: one minute of locust against gunicorn and two workers (needs DATABASE_URL,
-## CELERY_BROKER_URL; use a database of its own). LOAD_P95_MS is the bound CI holds.
-LOAD_P95_MS ?= 400
+## CELERY_BROKER_URL; use a database of its own). LOAD_P95_MS is the bound CI holds: measured
+## p95 27 ms (10 clients, 19 req/s, 0 errors, 2-core machine shared with other jobs); 250 ms
+## leaves room for a busy CI machine and still fails on a real regression.
+LOAD_P95_MS ?= 250
 LOAD_USERS ?= 10
 loadtest: install
 	$(PY) loadtest/run.py --users $(LOAD_USERS) --duration 60s --p95-ms $(LOAD_P95_MS)

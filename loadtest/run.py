@@ -153,7 +153,8 @@ def main() -> int:
         report = subprocess.run(
             [*manage, "shell", "-c", REPORT], cwd=ROOT, env=env, capture_output=True
         )
-        print("bookings by state after the run:", report.stdout.decode().strip())
+        states = report.stdout.decode().strip().splitlines()[-1:]  # after Django's banner
+        print("bookings by state after the run:", *states)
         return locust.returncode
     finally:
         for proc in procs.values():
