@@ -61,7 +61,9 @@ def database_from_env(default_sqlite: Path) -> dict:
         return sqlite_database(default_sqlite)
     if url.startswith("sqlite"):
         return sqlite_database(Path(url.split("///", 1)[1]))
-    config = dict(dj_database_url.parse(url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60)))
+    config: dict[str, Any] = dict(
+        dj_database_url.parse(url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))
+    )
     if config["ENGINE"].endswith("postgresql"):
         # Server-side parameters let psycopg prepare the statements a worker repeats (the
         # engine's handful), so PostgreSQL stops parsing and planning them each time. Turn it
