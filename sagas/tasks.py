@@ -1,9 +1,18 @@
 """Thin Celery tasks: they take ids and call the engine."""
 
 from celery import shared_task
+from celery.signals import task_prerun
 from django.conf import settings
+from django.db import close_old_connections
 
 from . import engine, recovery
+
+
+@task_prerun.connect
+def _fresh_connections(**kwargs: object) -> None:
+    """Before each task, as Django does before each request: drop connections that broke (a
+    restarted database) or outlived CONN_MAX_AGE; keep the others (settings.CELERY_DB_REUSE_MAX)."""
+    close_old_connections()
 
 
 @shared_task(name="sagas.tasks.run_step", bind=True, acks_late=True, reject_on_worker_lost=True)

@@ -165,18 +165,21 @@ class CircuitBreaker:
         phase = "open" if _now() < state["retry_at"] else "half_open"
         return CircuitStatus(self.provider, phase, state["opened_at"], state["retry_at"], failures)
 
-    def before_call(self, key: str) -> None:
+    def before_call(self, key: str) -> int:
         """Let the call through (circuit closed, or this call is the half-open probe), or raise
-        Deferral until the circuit may be probed."""
-        state = self.cache.get(self._state_key)
+        Deferral until the circuit may be probed. Returns the failure generation seen, for
+        `succeeded` (one cache round trip for both)."""
+        seen = self.cache.get_many([self._state_key, self._generation_key])
+        generation = int(seen.get(self._generation_key) or 0)
+        state = seen.get(self._state_key)
         if state is None:
-            return
+            return generation
         now = _now()
         if now >= state["retry_at"] and self.cache.add(
             self._probe_key, key, timeout=int(self.probe_timeout)
         ):
             log.info("circuit half-open: probing", extra={"provider": self.provider})
-            return
+            return -1  # a probe: its success must close the circuit
         wait = max(state["retry_at"] - now, 1.0)
         CALLS_DEFERRED.labels(self.provider, "circuit_open").inc()
         raise Deferral(
@@ -185,13 +188,17 @@ class CircuitBreaker:
             code="circuit_open",
         )
 
-    def succeeded(self) -> None:
-        """The provider answered: close the circuit and forget earlier failures."""
-        if self.cache.get(self._state_key) is not None:
-            self.cache.delete_many([self._state_key, self._probe_key])
-            CIRCUIT_TRANSITIONS.labels(self.provider, "closed").inc()
-            log.warning("circuit closed: provider answers again", extra={"provider": self.provider})
-        generation = self._generation()
+    def succeeded(self, generation: int | None = None) -> None:
+        """The provider answered: close the circuit and forget earlier failures. `generation`
+        is what before_call returned (the circuit was closed then), -1 after a probe."""
+        if generation is None or generation < 0:
+            if self.cache.get(self._state_key) is not None:
+                self.cache.delete_many([self._state_key, self._probe_key])
+                CIRCUIT_TRANSITIONS.labels(self.provider, "closed").inc()
+                log.warning(
+                    "circuit closed: provider answers again", extra={"provider": self.provider}
+                )
+            generation = self._generation()
         if self.cache.get(self._failures_key(generation)):
             self.cache.set(self._generation_key, generation + 1, timeout=None)
 
@@ -262,7 +269,7 @@ def guarded(provider: str, side_effect: SideEffect) -> SideEffect:
         if limiter is not None:
             limiter.acquire()
         breaker = circuit(provider)
-        breaker.before_call(ctx.idempotency_key)
+        generation = breaker.before_call(ctx.idempotency_key)
         try:
             result = side_effect(ctx)
         except TransientError as exc:
@@ -276,9 +283,9 @@ def guarded(provider: str, side_effect: SideEffect) -> SideEffect:
                 ) from exc
             raise
         except PermanentError:
-            breaker.succeeded()
+            breaker.succeeded(generation)
             raise
-        breaker.succeeded()
+        breaker.succeeded(generation)
         return result
 
     return run

@@ -199,6 +199,10 @@ def broker_transport_options(broker_url: str, data_dir: Path) -> dict:
 
 
 CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(CELERY_BROKER_URL, DATA_DIR)
+# Celery's Django fixup closes every database connection before and after each task unless this
+# is set: a new PostgreSQL connection (a forked backend) per task. Keep them; sagas/tasks.py
+# closes only the unusable or expired ones before each task, as Django does per request.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
