@@ -75,20 +75,20 @@ def consistency_report(*, booking_ids: list[Any] | None = None) -> ConsistencyRe
 
     recorded: set[str] = set()
     succeeded: dict[str, set[tuple[str, str]]] = defaultdict(set)
-    for saga_id, key, name, direction, status in SagaStep.objects.filter(
+    for step_saga, key, name, direction, status in SagaStep.objects.filter(
         saga_id__in=sagas
     ).values_list("saga_id", "idempotency_key", "name", "direction", "status"):
         if status != SagaStep.Status.SCHEDULED:
             recorded.add(key)
         if status == SagaStep.Status.SUCCEEDED:
-            succeeded[str(saga_id)].add((name, direction))
+            succeeded[str(step_saga)].add((name, direction))
 
     def ledger(model: Any) -> dict[str, list[Any]]:
         found: dict[str, list[Any]] = defaultdict(list)
         for record in model.objects.filter(idempotency_key__regex=r"^[0-9a-f-]{36}:"):
-            saga_id = record.idempotency_key.split(":", 1)[0]
-            if saga_id in by_saga:
-                found[saga_id].append(record)
+            owner = record.idempotency_key.split(":", 1)[0]
+            if owner in by_saga:
+                found[owner].append(record)
         return found
 
     auths = ledger(PaymentAuthorization)
@@ -103,8 +103,10 @@ def consistency_report(*, booking_ids: list[Any] | None = None) -> ConsistencyRe
         if booking.state not in Booking.TERMINAL:
             report.stuck.append(ref)
             continue
-        if booking.saga.status != SAGA_STATUS[booking.state]:
-            report.disagreements.append(f"{ref}: {booking.state} but saga {booking.saga.status}")
+        saga = booking.saga
+        if saga is None or saga.status != SAGA_STATUS[booking.state]:
+            status = saga.status if saga else "missing"
+            report.disagreements.append(f"{ref}: {booking.state} but saga {status}")
         live_auths = [a for a in auths[saga_id] if a.status == "authorized"]
         held_rooms = [r for r in reservations[saga_id] if r.status == "reserved"]
         sent = Counter(e.template for e in emails[saga_id] if e.status == "sent")

@@ -22,6 +22,7 @@ import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from celery import current_app
@@ -48,7 +49,7 @@ _messages_lost = False
 # While a worker chains a saga's steps in-process (see execute), the ids of attempts scheduled to
 # run at once on the queue it serves, collected after each commit.
 _chain: list[SagaStep] | None = None
-_chain_queue: str | None = None
+_chain_queues: frozenset[str] = frozenset()
 MAX_CHAIN = 20
 SAGA_FIELDS = [
     "status",
@@ -102,7 +103,7 @@ def _send(step_id: int, queue: str | None, countdown: float) -> None:
 def _dispatch_on_commit(row: SagaStep, step: Step, countdown: float) -> None:
     step_id, queue = row.pk, step.queue
     chain = _chain
-    if chain is not None and countdown <= 0 and (queue or _default_queue()) == _chain_queue:
+    if chain is not None and countdown <= 0 and (queue or _default_queue()) in _chain_queues:
         # The worker runs it next, in-process, once this transaction commits: no broker hop.
         # If the worker dies first, the attempt's lease runs out and the sweeper sends it.
         transaction.on_commit(lambda: chain.append(row))  # the row and its saga, as committed
@@ -196,19 +197,24 @@ class Outcome:
 
 
 def execute(
-    step_id: int, *, task_id: str = "", worker: str = "", chain_queue: str | None = None
+    step_id: int,
+    *,
+    task_id: str = "",
+    worker: str = "",
+    chain_queues: frozenset[str] | None = None,
 ) -> str:
     """Run one attempt's side effect, then record its outcome. Safe to call any number of times
     for the same attempt: only the first outcome recorded counts. Returns what happened.
 
-    With `chain_queue` (the queue the calling worker consumes), the attempts this one schedules
-    to run at once on that queue are run next in this process, each after the previous outcome
-    committed, instead of going through the broker: the same durability (every attempt is a
-    row with a lease before it runs), one message per saga instead of one per step."""
-    global _chain, _chain_queue
-    if chain_queue is None or _chain is not None:
+    With `chain_queues` (the queues the calling worker consumes), the attempts this one
+    schedules to run at once on one of those queues are run next in this process, each after
+    the previous outcome committed, instead of going through the broker: the same durability
+    (every attempt is a row with a lease before it runs), one message per saga instead of one
+    per step."""
+    global _chain, _chain_queues
+    if not chain_queues or _chain is not None:
         return _execute_one(step_id, task_id, worker)
-    _chain, _chain_queue = [], chain_queue
+    _chain, _chain_queues = [], chain_queues
     try:
         label = _execute_one(step_id, task_id, worker)
         hops = 0
@@ -217,17 +223,17 @@ def execute(
             hops += 1
         leftover = list(_chain)
     finally:
-        _chain, _chain_queue = None, None
+        _chain, _chain_queues = None, frozenset()
     for row in leftover:  # a long chain goes back to the queue, behind the others
-        _send(row.pk, chain_queue, 0)
+        _send(row.pk, get_definition(row.saga.saga_type).step(row.name).queue, 0)
     return label
 
 
-def _execute_one(step: int | SagaStep, task_id: str, worker: str) -> str:
+def _execute_one(attempt: int | SagaStep, task_id: str, worker: str) -> str:
     row = (
-        step
-        if isinstance(step, SagaStep)
-        else SagaStep.objects.select_related("saga").filter(pk=step).first()
+        attempt
+        if isinstance(attempt, SagaStep)
+        else SagaStep.objects.select_related("saga").filter(pk=attempt).first()
     )
     if row is None:
         return "missing"
@@ -605,8 +611,7 @@ def redispatch_many(step_ids: list[int], *, now: datetime) -> tuple[list[int], l
             SagaStep.objects.filter(pk__in=mine).update(
                 dispatch_count=F("dispatch_count") + 1, lease_expires_at=lease
             )
-            queue = step.queue
-            transaction.on_commit(lambda ids=mine, queue=queue: _send_many(ids, queue))
+            transaction.on_commit(partial(_send_many, mine, step.queue))
         sent += mine
     return sent, left
 

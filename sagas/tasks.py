@@ -19,12 +19,14 @@ def _fresh_connections(**kwargs: object) -> None:
 def run_step(self, step_id: int) -> str:
     """Run one attempt of a saga step (action or compensation), and with SAGA_CHAIN_STEPS the
     attempts it schedules at once on this same queue (see engine.execute)."""
-    queue = (self.request.delivery_info or {}).get("routing_key")
+    # The queues this worker consumes (-Q, or every queue): a next step on one of them may run
+    # here at once; a step on a queue served by other workers goes through the broker.
+    queues = frozenset(self.app.amqp.queues.consume_from) if settings.SAGA_CHAIN_STEPS else None
     return engine.execute(
         step_id,
         task_id=self.request.id or "",
         worker=self.request.hostname or "",
-        chain_queue=queue if settings.SAGA_CHAIN_STEPS else None,
+        chain_queues=queues,
     )
 
 

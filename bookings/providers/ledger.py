@@ -14,9 +14,10 @@ def insert_once(model: type[M], **fields: Any) -> M | None:
     """Insert the row, or return None when a row with its idempotency key exists already (the
     unique constraint decides, so two concurrent first calls cannot both insert)."""
     try:
+        manager = model._default_manager
         if connection.in_atomic_block:  # inside a caller's transaction: keep it usable
             with transaction.atomic():
-                return model.objects.create(**fields)
-        return model.objects.create(**fields)
+                return manager.create(**fields)
+        return manager.create(**fields)
     except IntegrityError:
         return None

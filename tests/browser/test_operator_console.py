@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from bookings.models import Booking
 from bookings.providers.models import PaymentAuthorization
@@ -94,10 +95,10 @@ def test_operator_finds_a_stuck_booking_retries_it_and_sees_it_complete(
 
     page.click("text=Stuck (lease ran out or nothing scheduled)")
     page.wait_for_url("**stuck=yes**")
-    page.wait_for_selector("#result_list")
+    page.wait_for_load_state("load")
     rows = page.locator("#result_list tbody tr")
-    assert rows.count() == 1
-    assert "preauthorizing" in rows.first.inner_text()
+    expect(rows).to_have_count(1, timeout=15_000)  # retries until the filtered page is there
+    expect(rows.first).to_contain_text("preauthorizing")
     page.click(f"text={stuck.reference}")
     page.wait_for_selector("#saga-timeline")
     assert "lease ran out" in page.inner_text("#saga-timeline")

@@ -1,6 +1,7 @@
 import json
 import statistics
 import time
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
@@ -38,7 +39,7 @@ class Command(BaseCommand):
             "list, search by reference": (changelist, {"q": sample[0] if sample else "BK-"}),
             "dashboard": (reverse("admin:bookings_booking_dashboard"), {}),
         }
-        results = {"bookings": Booking.objects.count()}
+        results: dict[str, Any] = {"bookings": Booking.objects.count()}
         for name, (url, params) in pages.items():
             timings, queries = [], 0
             for _ in range(o["runs"]):
