@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: install run test lint format lock clean typecheck security check-deploy coverage loadtest ci
+.PHONY: install run test lint format lock clean typecheck security check-deploy coverage loadtest ci chaos bench
 
 $(VENV)/.installed: requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,9 +23,18 @@ run: install
 	WEB_PORT=$(PORT) exec $(VENV)/bin/honcho -f Procfile.dev start
 
 ## make test: the whole suite (PostgreSQL and Redis when DATABASE_URL / CELERY_BROKER_URL
-## point at them, SQLite and the filesystem broker otherwise).
+## point at them, SQLite and the filesystem broker otherwise). COVERAGE=1 runs it under coverage
+## (worker processes and their pool too) and fails below 90 % branch coverage of bookings and
+## sagas (pyproject.toml); CI does that.
 test: install
+ifdef COVERAGE
+	rm -rf var/coverage && mkdir -p var/coverage
+	$(VENV)/bin/coverage run -m pytest
+	$(VENV)/bin/coverage combine -q
+	$(VENV)/bin/coverage report
+else
 	$(PY) -m pytest
+endif
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -49,13 +58,9 @@ check-deploy: install
 	CACHE_URL=$${CACHE_URL:-redis://redis.internal:6379/1} \
 	$(PY) manage.py check --deploy --fail-level WARNING
 
-## make coverage: the whole suite under coverage (worker subprocesses and their pool too), then
-## the branch coverage of bookings and sagas, which must be at least 90 % (pyproject.toml).
-coverage: install
-	rm -rf var/coverage && mkdir -p var/coverage
-	$(VENV)/bin/coverage run -m pytest
-	$(VENV)/bin/coverage combine -q
-	$(VENV)/bin/coverage report
+## make coverage: the same as COVERAGE=1 make test.
+coverage:
+	$(MAKE) test COVERAGE=1
 
 ## make loadtest: one minute of locust against gunicorn and two workers (needs DATABASE_URL,
 ## CELERY_BROKER_URL; use a database of its own). LOAD_P95_MS is the bound CI holds: measured
@@ -65,6 +70,23 @@ LOAD_P95_MS ?= 250
 LOAD_USERS ?= 10
 loadtest: install
 	$(PY) loadtest/run.py --users $(LOAD_USERS) --duration 60s --p95-ms $(LOAD_P95_MS)
+
+## make bench: sagas/s, latency, writes, messages and CPU per saga with real workers on
+## PostgreSQL and Redis (127.0.0.1), the API under locust, the admin list with 100,000 bookings,
+## a sweep over 1,000,000 sagas, and the peers of ../shared/peers in the same sitting. About
+## 15 minutes; writes bench/results/<date>.json and .png. BENCH_ONLY=saga,rate for a subset.
+BENCH_ONLY ?=
+bench: install
+	$(PY) bench/run.py $(if $(BENCH_ONLY),--only $(BENCH_ONLY),)
+
+## make chaos: minutes of mixed traffic with random worker kills and broker and database
+## restarts (PostgreSQL and Redis on 127.0.0.1; CHAOS_BROKER=rabbitmq for RabbitMQ); prints one
+## table and fails when any invariant breaks. Not part of CI (it restarts the servers).
+CHAOS_DURATION ?= 300
+CHAOS_SAGAS ?= 2000
+CHAOS_BROKER ?= redis
+chaos: install
+	$(PY) tools/chaos.py --duration $(CHAOS_DURATION) --sagas $(CHAOS_SAGAS) --broker $(CHAOS_BROKER) --json var/chaos-$$(date +%F).json
 
 ## make ci: every gate, as CI runs them (.ci/run).
 ci:
