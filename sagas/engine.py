@@ -98,6 +98,18 @@ def _send(step_id: int, queue: str | None, countdown: float) -> None:
             current_app.send_task(RUN_STEP_TASK, args=(step_id,), **options)
     except Exception:  # the broker is down: the row is scheduled, the sweeper will send again
         log.exception("could not send step attempt %s; the sweeper will send it again", step_id)
+        _uncount_dispatch(step_id)
+
+
+def _uncount_dispatch(step_id: int) -> None:
+    """A send that failed (broker down) does not count towards SAGA_MAX_DISPATCHES: an outage
+    of the broker must not park sagas as if their worker had died each time."""
+    try:
+        SagaStep.objects.filter(
+            pk=step_id, status=StepStatus.SCHEDULED, dispatch_count__gt=1
+        ).update(dispatch_count=F("dispatch_count") - 1)
+    except Exception:  # the database is down too: the count stays, the lease still runs out
+        log.exception("could not correct the dispatch count of step attempt %s", step_id)
 
 
 def _dispatch_on_commit(row: SagaStep, step: Step, countdown: float) -> None:

@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kombu.exceptions
 import pytest
+import redis.exceptions
 from celery import current_app
 from django.conf import settings
 from django.db import connection
@@ -105,9 +107,13 @@ class Worker:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()  # never leave a worker behind to steal the next tests' messages
+            raise
 
-    def _wait_ready(self, timeout: float = 30) -> None:
+    def _wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         node = f"{self.name}@{socket.gethostname()}"
         while time.monotonic() < deadline:
@@ -118,10 +124,22 @@ class Worker:
                 time.sleep(3)
                 if self.proc.poll() is None:
                     return
-            elif current_app.control.ping(destination=[node], timeout=0.5):
+            elif self._answers(node):
                 return
             time.sleep(0.2)
         raise RuntimeError(f"worker {self.name} not ready after {timeout}s")
+
+    @staticmethod
+    def _answers(node: str) -> bool:
+        # A connection of its own each time: a broker restarted by a fault test leaves the
+        # pooled ones dead.
+        try:
+            with current_app.connection_for_write() as conn:
+                return bool(
+                    current_app.control.ping(destination=[node], timeout=0.5, connection=conn)
+                )
+        except (OSError, kombu.exceptions.OperationalError, redis.exceptions.ConnectionError):
+            return False
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool children at once: no cleanup, no acknowledgement."""

@@ -79,7 +79,8 @@ def test_each_message_delivered_several_times_at_once_has_its_effect_once(start_
     assert_invariants(bookings)
 
 
-def test_a_void_that_fails_twice_then_succeeds_ends_cancelled(worker):
+def test_a_void_that_fails_twice_then_succeeds_ends_cancelled(start_worker):
+    start_worker("w")
     booking = book(ResourceFactory(code="sold-out", capacity=0), token="tok_void_flaky")
     [booking] = wait_settled([booking], timeout=60)
     assert (booking.state, booking.cancellation_reason) == ("cancelled", "unavailable")
@@ -93,7 +94,8 @@ def test_a_void_that_fails_twice_then_succeeds_ends_cancelled(worker):
     assert_invariants([booking])
 
 
-def test_a_void_that_never_succeeds_parks_the_booking_with_the_hold_on_record(worker):
+def test_a_void_that_never_succeeds_parks_the_booking_with_the_hold_on_record(start_worker):
+    start_worker("w")
     booking = book(ResourceFactory(code="sold-out", capacity=0), token="tok_void_fails")
     [booking] = wait_settled([booking], timeout=60)
     assert booking.state == "requires_attention"
