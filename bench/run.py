@@ -53,7 +53,7 @@ ENV = {
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sagas", type=int, default=2000)
-    p.add_argument("--workers", type=int, default=2, help="worker processes (2 pool each)")
+    p.add_argument("--workers", type=int, default=1, help="celery worker commands (2 pool each)")
     p.add_argument("--only", default="", help="comma-separated subset of scenarios")
     p.add_argument("--skip", default="", help="comma-separated scenarios to skip")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
@@ -207,13 +207,13 @@ def wait_all_ended(n: int, timeout: float = 900) -> None:
 
 
 def run_sagas(label: str, kind: str, n: int, *, rate: float | None = None,
-              workers: int | None = None, fresh: bool = True) -> dict:  # fmt: skip
+              workers: int | None = None, fresh: bool = True, pool: int = 2) -> dict:  # fmt: skip
     """Create n bookings through the service layer (as fast as possible, or at `rate` per
     second) with real workers running, wait until every saga ended, and measure."""
     if fresh:
         reset_bookings()
     resources()
-    w = Workers(workers or ARGS.workers)
+    w = Workers(workers or ARGS.workers, concurrency=pool)
     sequence = plan(kind, n)
     pg0, pub0, cpu = PgCounters.read(PG_DSN), redis_publishes(REDIS_URL), CpuMeter().start()
     started = time.monotonic()
@@ -258,7 +258,7 @@ def run_sagas(label: str, kind: str, n: int, *, rate: float | None = None,
         },
         "wall_s": round(wall, 1),
         "offered_rate": rate,
-        "workers": workers or ARGS.workers,
+        "worker_processes": (workers or ARGS.workers) * pool,
     }
     RESULTS["scenarios"][label] = result
     print(f"{label}: {json.dumps(result)}", flush=True)
@@ -321,7 +321,7 @@ def queries_per_saga() -> None:
 @scenario("workers")
 def worker_scaling() -> None:
     for n in (1, 2, 4):
-        run_sagas(f"happy path, {n} worker process(es)", "happy", 1000, workers=n)
+        run_sagas(f"happy path, {n} worker process(es)", "happy", 1000, workers=1, pool=n)
 
 
 def seed_history(total: int) -> None:
@@ -345,7 +345,7 @@ def seed_history(total: int) -> None:
             SELECT md5('s' || g)::uuid, 'booking', md5('b' || g)::uuid::text, 'completed',
                 'forward', '', '{{}}', '{{}}', '', '', '', now() - interval '2 days',
                 now() - interval '2 days', now() - interval '2 days'
-            FROM generate_series(%s, %s) g""",  # noqa: S608
+            FROM generate_series(%s::int, %s::int) g""",  # noqa: S608
             [start, stop],
         )
         c.execute(  # table names from the models, values as parameters
@@ -355,13 +355,13 @@ def seed_history(total: int) -> None:
                 state_changed_at, cancellation_reason, attention_reason, fraud_decision,
                 payment_status, authorization_ref, room_status, reservation_ref,
                 confirmation_sent_at, saga_id, created_at, updated_at)
-            SELECT md5('b' || g)::uuid, 'SD-' || lpad(g::text, 9, '0'), NULL, %s,
+            SELECT md5('b' || g)::uuid, 'SD-' || lpad(g::text, 9, '0'), NULL, %s::bigint,
                 current_date - 400 + (g %% 300), current_date - 399 + (g %% 300), 'Seeded',
                 'seed' || g || '@example.com', 'tok_visa', 100, 'EUR', 'completed',
                 now() - interval '2 days', '', '', 'approved', 'authorized', 'auth_s' || g,
                 'reserved', 'res_s' || g, now() - interval '2 days', md5('s' || g)::uuid,
                 now() - interval '2 days', now() - interval '2 days'
-            FROM generate_series(%s, %s) g""",  # noqa: S608
+            FROM generate_series(%s::int, %s::int) g""",  # noqa: S608
             [resource.pk, start, stop],
         )
         c.execute(  # table names from the models, values as parameters
@@ -375,7 +375,7 @@ def seed_history(total: int) -> None:
                 false, now() - interval '2 days', now() - interval '2 days', 1,
                 now() - interval '2 days', now() - interval '2 days', '', '',
                 now() - interval '2 days'
-            FROM generate_series(%s, %s) g,
+            FROM generate_series(%s::int, %s::int) g,
                 (VALUES (0, 'fraud_check'), (1, 'preauthorize'), (2, 'confirm'),
                         (3, 'send_email')) AS s(idx, name)""",  # noqa: S608
             [start, stop],
@@ -396,8 +396,11 @@ def growth() -> None:
 
 def admin_list(total: int) -> None:
     seed_history(total)
-    out = sh(sys.executable, "manage.py", "bench_admin_list", "--runs", "5", "--json")
-    RESULTS["scenarios"][f"admin list, {total:,} bookings"] = json.loads(out)
+    # The admin as an operator opens it (local settings: static files without collectstatic).
+    local = {"DJANGO_SETTINGS_MODULE": "config.settings.local", "DJANGO_DEBUG": "0"}
+    out = sh(sys.executable, "manage.py", "bench_admin_list", "--runs", "5", "--json", env=local)
+    figures = json.loads(out)
+    RESULTS["scenarios"][f"admin list, {figures['bookings']:,} bookings"] = figures
     print(f"admin list: {out.strip()[:300]}", flush=True)
 
 
@@ -450,6 +453,11 @@ def api_load() -> None:
 
     reset_bookings()
     resources()
+    # tests/api/locustfile.py books the demo's garden room
+    Resource.objects.get_or_create(
+        code="garden-room",
+        defaults={"name": "Garden room", "capacity": 100000, "nightly_price": 120},
+    )
     user, _ = get_user_model().objects.get_or_create(username="bench-client")
     token, _ = Token.objects.get_or_create(user=user)
     env = {"API_THROTTLE_CLIENT": "1000000/minute", "API_THROTTLE_ANON": "1000000/minute",
@@ -593,11 +601,19 @@ def main() -> int:
     only = [s for s in ARGS.only.split(",") if s] or list(SCENARIOS)
     skip = set(ARGS.skip.split(","))
     for name in only:
-        if name not in skip:
+        if name in skip:
+            continue
+        try:
             SCENARIOS[name]()
+        except Exception as exc:  # one broken scenario must not lose the others' figures
+            RESULTS["scenarios"][f"{name} (failed)"] = {"error": f"{type(exc).__name__}: {exc}"}
+            print(f"scenario {name} failed: {exc!r}", flush=True)
     ARGS.out.mkdir(parents=True, exist_ok=True)
     stem = ARGS.out / date.today().isoformat()
     RESULTS["machine"] = {"cores": os.cpu_count(), "uname": " ".join(os.uname())}
+    if stem.with_suffix(".json").exists():  # a run of a subset adds to the same day's figures
+        earlier = json.loads(stem.with_suffix(".json").read_text()).get("scenarios", {})
+        RESULTS["scenarios"] = {**earlier, **RESULTS["scenarios"]}
     stem.with_suffix(".json").write_text(json.dumps(RESULTS, indent=2, default=str))
     chart(stem.with_suffix(".png"))
     print("\n" + table())
