@@ -143,13 +143,8 @@ def booking_cancel(
 ) -> str:
     """A customer's cancel: at the next step boundary if the saga is in flight, at once if it is
     completed. Returns "requested" or "compensating"; 409 when the booking cannot be cancelled."""
-    with _operating_on(booking, expected_state, "not_cancellable"):
-        return engine.turn_back(
-            saga_id=booking.saga_id,
-            reason=Booking.CancellationReason.CUSTOMER_CANCELLED,
-            actor=actor,
-            note=reason,
-        )
+    code = Booking.CancellationReason.CUSTOMER_CANCELLED
+    return _turn_back(booking, code, actor, reason, expected_state, "not_cancellable")
 
 
 def booking_compensate(
@@ -158,13 +153,15 @@ def booking_compensate(
     """An operator's 'compensate now': undo every completed step in reverse order (at the next
     step boundary if a step is in flight). Returns "requested" or "compensating"."""
     _require_reason(reason)
-    with _operating_on(booking, expected_state, "not_compensatable"):
-        return engine.turn_back(
-            saga_id=booking.saga_id,
-            reason=Booking.CancellationReason.OPERATOR_CANCELLED,
-            actor=actor,
-            note=reason,
-        )
+    code = Booking.CancellationReason.OPERATOR_CANCELLED
+    return _turn_back(booking, code, actor, reason, expected_state, "not_compensatable")
+
+
+def _turn_back(
+    booking: Booking, code: str, actor: str, note: str, expected_state: str | None, refusal: str
+) -> str:
+    with _operating_on(booking, expected_state, refusal):
+        return engine.turn_back(saga_id=booking.saga_id, reason=code, actor=actor, note=note)
 
 
 def booking_retry(
