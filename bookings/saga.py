@@ -147,6 +147,9 @@ class BookingHooks(SagaHooks):
     def lock_target(self, saga: Any) -> Booking:
         return Booking.objects.select_for_update().get(saga_id=saga.pk)
 
+    def load_target(self, saga: Any) -> Booking:
+        return Booking.objects.get(saga_id=saga.pk)
+
     def save_target(self, saga: Any, target: Booking) -> None:
         # One write per engine transaction, whatever the hooks changed; a new booking (the
         # saga's start) is inserted here together with its first transition.

@@ -103,6 +103,12 @@ class SagaHooks:
         """Load and lock the object the saga drives; returned to every other hook."""
         return None
 
+    def load_target(self, saga: Any) -> Any:
+        """Read the target without a lock, for the engine's one-statement path (a Django model
+        instance: the engine writes the fields the hooks changed, if they still hold the values
+        read). None: the engine always takes the locked path for this saga type."""
+        return None
+
     def save_target(self, saga: Any, target: Any) -> None:
         """Write the target once, at the end of each engine transaction that called the other
         hooks (they change it in memory only, so a step costs one write of the target)."""

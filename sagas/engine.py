@@ -32,7 +32,7 @@ from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
-from . import faults, instrument
+from . import faults, instrument, optimistic
 from .definition import ACTION, COMPENSATION, SagaDefinition, Step, StepContext, get_definition
 from .errors import Deferral, PermanentError, SagaStateError, StepError, TransientError
 from .models import Saga, SagaEvent, SagaStep
@@ -46,9 +46,10 @@ Status = Saga.Status
 StepStatus = SagaStep.Status
 
 _messages_lost = False
-# While a worker chains a saga's steps in-process (see execute), the ids of attempts scheduled to
-# run at once on the queue it serves, collected after each commit.
-_chain: list[SagaStep] | None = None
+# While a worker chains a saga's steps in-process (see execute), the attempts scheduled to run at
+# once on a queue it serves, collected after each commit, each with the saga's target as written
+# (None: read it again).
+_chain: list[tuple[SagaStep, Any]] | None = None
 _chain_queues: frozenset[str] = frozenset()
 MAX_CHAIN = 20
 SAGA_FIELDS = [
@@ -118,9 +119,17 @@ def _dispatch_on_commit(row: SagaStep, step: Step, countdown: float) -> None:
     if chain is not None and countdown <= 0 and (queue or _default_queue()) in _chain_queues:
         # The worker runs it next, in-process, once this transaction commits: no broker hop.
         # If the worker dies first, the attempt's lease runs out and the sweeper sends it.
-        transaction.on_commit(lambda: chain.append(row))  # the row and its saga, as committed
+        transaction.on_commit(lambda: chain.append((row, None)))  # the row and its saga
         return
     transaction.on_commit(lambda: _send(step_id, queue, countdown))
+
+
+def _dispatch_written(row: SagaStep, step: Step, target: Any) -> None:
+    """Hand an attempt already committed to this worker's chain, or to the broker."""
+    if _chain is not None and (step.queue or _default_queue()) in _chain_queues:
+        _chain.append((row, target))
+    else:
+        _send(row.pk, step.queue, 0)
 
 
 def _default_queue() -> str:
@@ -170,10 +179,26 @@ def _schedule(
     """Write the attempt row, then send its message after commit."""
     if round_ is None:
         round_ = _current_round(saga, step.name, direction)
-    now = timezone.now()
-    eta = now + timedelta(seconds=delay)
+    row = _attempt_row(saga, definition, step, direction, attempt, round_, delay)
+    row.save(force_insert=True)
+    saga.current_step = step.name
+    _dispatch_on_commit(row, step, delay)
+    return row
+
+
+def _attempt_row(
+    saga: Saga,
+    definition: SagaDefinition,
+    step: Step,
+    direction: str,
+    attempt: int,
+    round_: int,
+    delay: float = 0.0,
+) -> SagaStep:
+    """A new attempt, not saved yet: its idempotency key, its request and its first lease."""
+    eta = timezone.now() + timedelta(seconds=delay)
     timeout = step.timeout_for(saga.saga_type, direction)
-    row = SagaStep.objects.create(
+    return SagaStep(
         saga=saga,
         name=step.name,
         index=definition.index(step.name),
@@ -185,9 +210,6 @@ def _schedule(
         scheduled_for=eta,
         lease_expires_at=eta + timedelta(seconds=timeout) + LEASE_GRACE,
     )
-    saga.current_step = step.name
-    _dispatch_on_commit(row, step, delay)
-    return row
 
 
 def _current_round(saga: Saga, name: str, direction: str) -> int:
@@ -231,9 +253,10 @@ def execute(
         label = _execute_one(step_id, task_id, worker)
         hops = 0
         while _chain and hops < MAX_CHAIN:
-            _execute_one(_chain.pop(0), task_id, worker)
+            row, target = _chain.pop(0)
+            _execute_one(row, task_id, worker, target)
             hops += 1
-        leftover = list(_chain)
+        leftover = [row for row, _ in _chain]
     finally:
         _chain, _chain_queues = None, frozenset()
     for row in leftover:  # a long chain goes back to the queue, behind the others
@@ -241,7 +264,7 @@ def execute(
     return label
 
 
-def _execute_one(attempt: int | SagaStep, task_id: str, worker: str) -> str:
+def _execute_one(attempt: int | SagaStep, task_id: str, worker: str, target: Any = None) -> str:
     row = (
         attempt
         if isinstance(attempt, SagaStep)
@@ -286,7 +309,7 @@ def _execute_one(attempt: int | SagaStep, task_id: str, worker: str) -> str:
         error = TransientError(f"{type(exc).__name__}: {exc}", code="unexpected_error")
     faults.after_action(row.name, row.direction)
     outcome = Outcome(result, error, started, timezone.now())
-    return record(row.pk, saga.pk, outcome, task_id=task_id, worker=worker, row=row)
+    return record(row.pk, saga.pk, outcome, task_id=task_id, worker=worker, row=row, target=target)
 
 
 def record(
@@ -297,11 +320,22 @@ def record(
     task_id: str = "",
     worker: str = "",
     row: SagaStep | None = None,
+    target: Any = None,
 ) -> str:
     """Record an attempt's outcome and move the saga on, in one transaction. Only the first
     outcome of an attempt counts; any later one returns "duplicate" and changes nothing.
-    `row` may be a copy of the attempt read earlier: only its fixed fields are trusted, its
-    status is checked again by the conditional update that records the outcome."""
+    `row` may be a copy of the attempt read earlier (with its saga): only its fixed fields are
+    trusted, its status is checked again by the conditional update that records the outcome.
+    `target`, with `row`, is the saga's target as last written by this process.
+
+    The common case, an action that succeeded with no cancel pending, is written in one
+    statement without locks when it can be (see `_record_optimistic`); anything else, or any
+    conflict, takes the locked path below."""
+    if row is not None and outcome.error is None:
+        label = _record_optimistic(row, outcome, task_id, worker, target)
+        if label is not None:
+            return label
+        row = None  # the copy was changed in memory: read the attempt again
     try:
         with transaction.atomic():
             saga = Saga.objects.select_for_update().get(pk=saga_id)
@@ -311,14 +345,69 @@ def record(
                 return "duplicate"
             definition = get_definition(saga.saga_type)
             target = definition.hooks.lock_target(saga)
-            row.started_at, row.finished_at = outcome.started_at, outcome.finished_at
-            row.task_id, row.worker = task_id[:64], worker[:128]
+            _stamp(row, outcome, task_id, worker)
             label = _apply_outcome(saga, target, definition, row, outcome)
             instrument.attempt_recorded(saga, row, outcome, label)  # metrics + log, after commit
             definition.hooks.save_target(saga, target)
             saga.save(update_fields=SAGA_FIELDS)
     except _Duplicate:
         return "duplicate"
+    return label
+
+
+def _stamp(row: SagaStep, outcome: Outcome, task_id: str, worker: str) -> None:
+    row.started_at, row.finished_at = outcome.started_at, outcome.finished_at
+    row.task_id, row.worker = task_id[:64], worker[:128]
+
+
+def _record_optimistic(
+    row: SagaStep, outcome: Outcome, task_id: str, worker: str, target: Any
+) -> str | None:
+    """Record a successful action in one statement, no lock taken: the attempt's outcome, the
+    saga, the target's changed fields and the next attempt, written only if the attempt is still
+    scheduled, the saga's version is the one read, and the target's changed fields still hold the
+    values read (sagas/optimistic.py); else nothing is written and None says "take the locked
+    path". Returns None at once where this path does not apply: inside a transaction, on a
+    database without data-modifying CTEs, a cancel pending, a saga not running forward, a target
+    the hooks cannot read without a lock."""
+    saga = row.saga
+    if not optimistic.available() or saga.status != Status.RUNNING or saga.cancel_requested_at:
+        return None
+    if row.direction != ACTION or row.status != StepStatus.SCHEDULED:
+        return None
+    definition = get_definition(saga.saga_type)
+    if target is None:
+        target = definition.hooks.load_target(saga)
+        if target is None:
+            return None
+    saga_before = optimistic.snapshot(saga, SAGA_FIELDS)
+    target_before = optimistic.snapshot(target)
+    step = definition.step(row.name)
+    row.status, row.response = StepStatus.SUCCEEDED, outcome.result
+    _stamp(row, outcome, task_id, worker)
+    try:
+        following = _forward(saga, target, definition, step, outcome.result)
+    except Exception:  # e.g. a transition refused: the copies read disagree
+        log.info("attempt %s: the copies read disagree; recording under the lock", row.pk)
+        return None
+    next_row = None
+    if following is not None:
+        next_row = _attempt_row(saga, definition, following, ACTION, attempt=1, round_=1)
+        saga.current_step = following.name
+    if not optimistic.write(
+        saga=(saga, saga_before),
+        outcome=(row, OUTCOME_FIELDS),
+        target=(target, target_before),
+        new_attempt=next_row,
+    ):
+        log.info("attempt %s: the saga changed meanwhile; recording under its lock", row.pk)
+        return None
+    label = "succeeded"
+    instrument.attempt_recorded(saga, row, outcome, label)  # not in a transaction: at once
+    if following is not None and next_row is not None:
+        _dispatch_written(next_row, following, target)
+    else:
+        instrument.saga_completed(saga)
     return label
 
 
@@ -417,20 +506,38 @@ def _reason(error: StepError) -> str:
 def _action_succeeded(
     saga: Saga, target: Any, definition: SagaDefinition, step: Step, result: dict[str, Any]
 ) -> None:
-    saga.results = {**saga.results, step.name: result}
-    definition.hooks.step_succeeded(saga, target, step, result)
     if saga.cancel_requested_at:
+        _keep_result(saga, target, definition, step, result)
         _begin_compensation(saga, target, definition, saga.cancel_reason)
         return
+    following = _forward(saga, target, definition, step, result)
+    if following is not None:
+        _schedule(saga, definition, following, ACTION, round_=1)
+    else:
+        instrument.saga_completed(saga)  # metrics + log line, after commit
+
+
+def _keep_result(
+    saga: Saga, target: Any, definition: SagaDefinition, step: Step, result: dict[str, Any]
+) -> None:
+    saga.results = {**saga.results, step.name: result}
+    definition.hooks.step_succeeded(saga, target, step, result)
+
+
+def _forward(
+    saga: Saga, target: Any, definition: SagaDefinition, step: Step, result: dict[str, Any]
+) -> Step | None:
+    """An action succeeded and no cancel is pending: keep its result, move the target, and
+    return the next step to schedule, or complete the saga (in memory) and return None."""
+    _keep_result(saga, target, definition, step, result)
     position = definition.index(step.name)
     if position + 1 < len(definition.steps):
-        _schedule(saga, definition, definition.steps[position + 1], ACTION, round_=1)
-        return
+        return definition.steps[position + 1]
     saga.status = Status.COMPLETED
     saga.current_step = ""
     saga.finished_at = timezone.now()
     definition.hooks.completed(saga, target)
-    instrument.saga_completed(saga)  # metrics + log line, after commit
+    return None
 
 
 def _begin_compensation(saga: Saga, target: Any, definition: SagaDefinition, reason: str) -> None:

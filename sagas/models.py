@@ -2,6 +2,7 @@
 SagaEvent row per thing a person or the sweeper did to it."""
 
 import uuid
+from typing import Any
 
 from django.db import models
 from django.db.models import Q
@@ -38,12 +39,24 @@ class Saga(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    version = models.PositiveIntegerField(
+        default=0,
+        editable=False,
+        help_text="Raised by every write of the row: the engine's one-statement path records an "
+        "outcome only if nobody wrote the saga since it was read.",
+    )
 
     class Meta:
         indexes = [models.Index(fields=["status", "updated_at"], name="saga_status_updated")]
 
     def __str__(self) -> str:
         return f"{self.saga_type} {self.id} ({self.status})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.version += 1
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "version"}
+        super().save(*args, **kwargs)
 
 
 class SagaStep(models.Model):

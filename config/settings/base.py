@@ -232,6 +232,9 @@ SAGA_SWEEP_BATCH = env_int("SAGA_SWEEP_BATCH", 500)
 # when that step is on the queue it is serving (one message per saga instead of one per step;
 # each step still commits its outcome and its next attempt before that attempt runs).
 SAGA_CHAIN_STEPS = env_bool("SAGA_CHAIN_STEPS", True)
+# PostgreSQL: record a successful action in one statement, no lock (sagas/optimistic.py), and
+# take the locked path only on a conflict. Off: every outcome takes the locked path.
+SAGA_ONE_STATEMENT_RECORD = env_bool("SAGA_ONE_STATEMENT_RECORD", True)
 # Fault injection for the fault suite, never set in production: {"pause_after_action": {...}}.
 SAGA_FAULTS = env_json("SAGA_FAULTS", {})
 

@@ -1,0 +1,197 @@
+"""The one-statement record of a successful action (sagas/optimistic.py): it writes everything or
+nothing, and any change made meanwhile by someone else (a cancel, a second copy of the attempt,
+a write of the booking) sends the outcome through the locked path instead of being overwritten.
+
+These tests run outside a test transaction (the path is only taken in autocommit, as in a
+worker), on PostgreSQL (it needs data-modifying CTEs)."""
+
+import logging
+import threading
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from bookings.models import Booking
+from bookings.saga import BOOKING_SAGA
+from bookings.services import booking_cancel
+from sagas import engine
+from sagas.models import Saga, SagaStep
+
+from ..conftest import postgres_only
+from ..helpers import assert_invariants, book, reload, scheduled
+
+pytestmark = [postgres_only, pytest.mark.django_db(transaction=True)]
+
+
+def chain_queues() -> frozenset[str]:
+    """Every queue of the booking saga's steps: a worker serving them runs a saga through."""
+    return frozenset(s.queue or settings.CELERY_TASK_DEFAULT_QUEUE for s in BOOKING_SAGA.steps)
+
+
+def booked(resource) -> Booking:
+    with engine.messages_lost():
+        return book(resource)
+
+
+def stale_copy(booking: Booking) -> SagaStep:
+    """The scheduled attempt with its saga, as a worker reads it before calling the provider."""
+    return SagaStep.objects.select_related("saga").get(
+        saga_id=booking.saga_id, status=SagaStep.Status.SCHEDULED
+    )
+
+
+def locks_saga_or_booking(sql: str) -> bool:
+    return "FOR UPDATE" in sql and ('FROM "sagas_saga"' in sql or 'FROM "bookings_booking"' in sql)
+
+
+def success(result: dict | None = None) -> engine.Outcome:
+    now = timezone.now()
+    return engine.Outcome(
+        result or {"decision": "approved", "screening_ref": "fr_x"}, None, now, now
+    )
+
+
+def record(row: SagaStep, outcome: engine.Outcome) -> str:
+    return engine.record(row.pk, row.saga_id, outcome, row=row)
+
+
+def test_a_happy_saga_takes_one_statement_per_step_and_no_lock(resource):
+    booking = booked(resource)
+    first = scheduled(booking.saga_id)
+    with CaptureQueriesContext(connection) as q:
+        assert engine.execute(first.pk, chain_queues=chain_queues()) == "succeeded"
+    sql = [x["sql"] for x in q.captured_queries]
+    booking = reload(booking)
+    assert booking.state == "completed" and booking.saga.status == "completed"
+    assert booking.saga.version == 5  # started, then one write per step
+    assert [s.split(" AS (")[0] for s in sql if s.startswith("WITH")] == ["WITH saga"] * 4
+    assert not any(locks_saga_or_booking(s) for s in sql)
+    assert list(
+        SagaStep.objects.filter(saga_id=booking.saga_id).values_list("name", "status", "attempt")
+    ) == [
+        ("fraud_check", "succeeded", 1),
+        ("preauthorize", "succeeded", 1),
+        ("confirm", "succeeded", 1),
+        ("send_email", "succeeded", 1),
+    ]
+    assert booking.saga.results["preauthorize"]["authorization_ref"] == booking.authorization_ref
+    assert_invariants()
+
+
+def test_switched_off_every_outcome_takes_the_locked_path(resource, settings):
+    settings.SAGA_ONE_STATEMENT_RECORD = False
+    booking = booked(resource)
+    with CaptureQueriesContext(connection) as q:
+        engine.execute(scheduled(booking.saga_id).pk, chain_queues=chain_queues())
+    assert reload(booking).state == "completed"
+    assert not any(x["sql"].startswith("WITH") for x in q.captured_queries)
+    assert sum(locks_saga_or_booking(x["sql"]) for x in q.captured_queries) == 8  # 2 per step
+
+
+def test_a_cancel_that_lands_between_read_and_write_is_honoured(resource):
+    booking = booked(resource)
+    row = stale_copy(booking)  # the worker read the attempt, then called the provider...
+    with engine.messages_lost():
+        assert booking_cancel(booking=booking, actor="guest") == "requested"  # ...meanwhile
+        assert record(row, success()) == "succeeded"
+    booking = reload(booking)
+    # The fraud check succeeded and is kept; nothing after it runs; the booking is cancelled
+    # (a fraud check has nothing to undo).
+    assert booking.state == "cancelled" and booking.cancellation_reason == "customer_cancelled"
+    assert booking.saga.results["fraud_check"]["screening_ref"] == "fr_x"
+    assert not SagaStep.objects.filter(saga_id=booking.saga_id, name="preauthorize").exists()
+    assert_invariants()
+
+
+def test_a_second_copy_of_the_attempt_changes_nothing(resource):
+    booking = booked(resource)
+    first, second = stale_copy(booking), stale_copy(booking)
+    with engine.messages_lost():
+        assert record(first, success()) == "succeeded"
+        version = Saga.objects.get(pk=booking.saga_id).version
+        assert record(second, success({"decision": "approved", "screening_ref": "other"})) == (
+            "duplicate"
+        )
+    booking = reload(booking)
+    assert booking.saga.version == version
+    assert booking.saga.results["fraud_check"]["screening_ref"] == "fr_x"
+    assert SagaStep.objects.filter(saga_id=booking.saga_id, name="preauthorize").count() == 1
+    assert booking.state == "preauthorizing"
+
+
+def test_the_statement_writes_all_or_nothing(resource):
+    booking = booked(resource)
+    row = stale_copy(booking)
+    saga_before = Saga.objects.get(pk=booking.saga_id)
+    # The attempt stops being scheduled behind the engine's back, the saga's version unchanged:
+    # the saga part of the statement would succeed, the attempt part cannot.
+    SagaStep.objects.filter(pk=row.pk).update(status=SagaStep.Status.SKIPPED)
+    with engine.messages_lost():
+        assert record(row, success()) == "duplicate"
+    saga = Saga.objects.get(pk=booking.saga_id)
+    assert (saga.version, saga.results, saga.current_step) == (
+        saga_before.version,
+        {},
+        "fraud_check",
+    )
+    booking = reload(booking)
+    assert booking.state == "fraud_check" and booking.fraud_decision == ""
+    assert SagaStep.objects.filter(saga_id=booking.saga_id).count() == 1
+
+
+def test_a_booking_written_meanwhile_is_not_overwritten(resource, caplog):
+    booking = booked(resource)
+    row = stale_copy(booking)
+    target = BOOKING_SAGA.hooks.load_target(row.saga)  # as a worker's chain holds it
+    Booking.objects.filter(pk=booking.pk).update(
+        guest_name="Changed Meanwhile", updated_at=timezone.now()
+    )
+    with caplog.at_level(logging.INFO, logger="sagas.engine"), engine.messages_lost():
+        label = engine.record(row.pk, row.saga_id, success(), row=row, target=target)
+    assert label == "succeeded"
+    assert "changed meanwhile" in caplog.text
+    booking = reload(booking)
+    assert booking.guest_name == "Changed Meanwhile"  # kept: the locked path read it again
+    assert booking.state == "preauthorizing" and booking.fraud_decision == "approved"
+    assert booking.saga.version == 2
+
+
+def test_racing_copies_of_one_attempt_have_one_winner(resource):
+    booking = booked(resource)
+    copies = [stale_copy(booking) for _ in range(6)]
+    labels: list[str] = []
+    barrier = threading.Barrier(len(copies))
+
+    def racer(row: SagaStep) -> None:
+        barrier.wait()
+        try:
+            labels.append(record(row, success()))
+        finally:
+            connection.close()
+
+    with engine.messages_lost():
+        threads = [threading.Thread(target=racer, args=(row,)) for row in copies]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert sorted(labels) == ["duplicate"] * 5 + ["succeeded"]
+    booking = reload(booking)
+    assert booking.saga.version == 2 and booking.state == "preauthorizing"
+    assert SagaStep.objects.filter(saga_id=booking.saga_id, name="preauthorize").count() == 1
+
+
+@override_settings(SAGA_ONE_STATEMENT_RECORD=True)
+def test_inside_a_transaction_the_locked_path_is_taken(resource):
+    from django.db import transaction
+
+    booking = booked(resource)
+    row = stale_copy(booking)
+    with transaction.atomic(), engine.messages_lost(), CaptureQueriesContext(connection) as q:
+        assert record(row, success()) == "succeeded"
+    assert any(locks_saga_or_booking(x["sql"]) for x in q.captured_queries)
+    assert reload(booking).state == "preauthorizing"
