@@ -53,7 +53,8 @@ ENV = {
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sagas", type=int, default=2000)
-    p.add_argument("--workers", type=int, default=1, help="celery worker commands (2 pool each)")
+    p.add_argument("--workers", type=int, default=1, help="celery worker commands")
+    p.add_argument("--pool", type=int, default=2, help="prefork processes per worker command")
     p.add_argument("--only", default="", help="comma-separated subset of scenarios")
     p.add_argument("--skip", default="", help="comma-separated scenarios to skip")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
@@ -206,13 +207,22 @@ def wait_all_ended(n: int, timeout: float = 900) -> None:
     raise RuntimeError(f"{pending} of {n} bookings did not end in {timeout}s")
 
 
-def run_sagas(label: str, kind: str, n: int, *, rate: float | None = None,
-              workers: int | None = None, fresh: bool = True, pool: int = 2) -> dict:  # fmt: skip
+def run_sagas(
+    label: str,
+    kind: str,
+    n: int,
+    *,
+    rate: float | None = None,
+    workers: int | None = None,
+    fresh: bool = True,
+    pool: int | None = None,
+) -> dict:
     """Create n bookings through the service layer (as fast as possible, or at `rate` per
     second) with real workers running, wait until every saga ended, and measure."""
     if fresh:
         reset_bookings()
     resources()
+    pool = pool or ARGS.pool
     w = Workers(workers or ARGS.workers, concurrency=pool)
     sequence = plan(kind, n)
     pg0, pub0, cpu = PgCounters.read(PG_DSN), redis_publishes(REDIS_URL), CpuMeter().start()

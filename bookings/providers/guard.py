@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache, wraps
 from typing import Any
@@ -65,6 +66,34 @@ def coordination_cache() -> BaseCache:
 
 def _now() -> float:
     return time.time()
+
+
+# --- values read once per guarded call -----------------------------------------------------------
+# A guarded call reads everything it needs from the coordination cache in one round trip: the
+# breaker's state, generation and failure count, and the keys other modules registered for the
+# provider (the sandbox's outage flag). Code running inside the call reads them with `shared`.
+
+_EXTRA_KEYS: dict[str, list[str]] = {}
+_read_at_call: ContextVar[dict[str, Any] | None] = ContextVar("guard_read_at_call", default=None)
+_ABSENT = object()
+
+
+def read_with_each_call(provider: str, key: str) -> None:
+    """Fetch `key` together with the breaker's state at the start of each call to `provider`."""
+    keys = _EXTRA_KEYS.setdefault(provider, [])
+    if key not in keys:
+        keys.append(key)
+
+
+def shared(key: str) -> Any:
+    """The coordination cache's value for `key`: as read at the start of the current guarded
+    call if it was read then, else read now."""
+    seen = _read_at_call.get()
+    if seen is not None:
+        value = seen.get(key, _ABSENT)
+        if value is not _ABSENT:
+            return value
+    return coordination_cache().get(key)
 
 
 # --- rate limit ------------------------------------------------------------------------------
@@ -149,7 +178,14 @@ class CircuitBreaker:
         self._generation_key = f"circuit:{provider}:generation"
 
     # Failures are counted per "generation": a success starts a new one, which forgets the
-    # failures of the old one without a read-modify-write race on a shared counter.
+    # failures of the old one without a read-modify-write race on a shared counter. Each process
+    # remembers the generation it saw last, to read that generation's failures with the state.
+    _generations: dict[str, int] = {}
+
+    @property
+    def _last_generation(self) -> int:
+        return CircuitBreaker._generations.get(self.provider, 0)
+
     def _generation(self) -> int:
         return int(self.cache.get(self._generation_key) or 0)
 
@@ -165,21 +201,28 @@ class CircuitBreaker:
         phase = "open" if _now() < state["retry_at"] else "half_open"
         return CircuitStatus(self.provider, phase, state["opened_at"], state["retry_at"], failures)
 
-    def before_call(self, key: str) -> int:
+    def before_call(self, key: str, extra: tuple[str, ...] = ()) -> tuple[int, dict[str, Any]]:
         """Let the call through (circuit closed, or this call is the half-open probe), or raise
         Deferral until the circuit may be probed. Returns the failure generation seen, for
-        `succeeded` (one cache round trip for both)."""
-        seen = self.cache.get_many([self._state_key, self._generation_key])
-        generation = int(seen.get(self._generation_key) or 0)
-        state = seen.get(self._state_key)
+        `succeeded`, and what was read: the failure count of that generation and the `extra`
+        keys (one cache round trip for all of it, in the common case)."""
+        failures_key = self._failures_key(self._last_generation)
+        wanted = [self._state_key, self._generation_key, failures_key, *extra]
+        seen = self.cache.get_many(wanted)
+        read = {k: seen.get(k) for k in wanted}
+        generation = int(read[self._generation_key] or 0)
+        if generation != self._last_generation:  # a success started a new generation meanwhile
+            CircuitBreaker._generations[self.provider] = generation
+            read.pop(failures_key)
+        state = read[self._state_key]
         if state is None:
-            return generation
+            return generation, read
         now = _now()
         if now >= state["retry_at"] and self.cache.add(
             self._probe_key, key, timeout=int(self.probe_timeout)
         ):
             log.info("circuit half-open: probing", extra={"provider": self.provider})
-            return -1  # a probe: its success must close the circuit
+            return -1, read  # a probe: its success must close the circuit
         wait = max(state["retry_at"] - now, 1.0)
         CALLS_DEFERRED.labels(self.provider, "circuit_open").inc()
         raise Deferral(
@@ -188,9 +231,10 @@ class CircuitBreaker:
             code="circuit_open",
         )
 
-    def succeeded(self, generation: int | None = None) -> None:
+    def succeeded(self, generation: int | None = None, read: dict[str, Any] | None = None) -> None:
         """The provider answered: close the circuit and forget earlier failures. `generation`
-        is what before_call returned (the circuit was closed then), -1 after a probe."""
+        and `read` are what before_call returned (generation -1 after a probe); a failure
+        another call counts while this one runs is forgotten by the next success, not this."""
         if generation is None or generation < 0:
             if self.cache.get(self._state_key) is not None:
                 self.cache.delete_many([self._state_key, self._probe_key])
@@ -199,7 +243,11 @@ class CircuitBreaker:
                     "circuit closed: provider answers again", extra={"provider": self.provider}
                 )
             generation = self._generation()
-        if self.cache.get(self._failures_key(generation)):
+        failures_key = self._failures_key(generation)
+        failures = (read or {}).get(failures_key, _ABSENT)
+        if failures is _ABSENT:
+            failures = self.cache.get(failures_key)
+        if failures:
             self.cache.set(self._generation_key, generation + 1, timeout=None)
 
     def failed(self, key: str) -> bool:
@@ -269,7 +317,10 @@ def guarded(provider: str, side_effect: SideEffect) -> SideEffect:
         if limiter is not None:
             limiter.acquire()
         breaker = circuit(provider)
-        generation = breaker.before_call(ctx.idempotency_key)
+        generation, read = breaker.before_call(
+            ctx.idempotency_key, tuple(_EXTRA_KEYS.get(provider, ()))
+        )
+        token = _read_at_call.set(read)
         try:
             result = side_effect(ctx)
         except TransientError as exc:
@@ -283,9 +334,11 @@ def guarded(provider: str, side_effect: SideEffect) -> SideEffect:
                 ) from exc
             raise
         except PermanentError:
-            breaker.succeeded(generation)
+            breaker.succeeded(generation, read)
             raise
-        breaker.succeeded(generation)
+        finally:
+            _read_at_call.reset(token)
+        breaker.succeeded(generation, read)
         return result
 
     return run

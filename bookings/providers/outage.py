@@ -10,11 +10,15 @@ import time
 
 from sagas.errors import TransientError
 
-from .guard import PROVIDERS, coordination_cache
+from .guard import PROVIDERS, coordination_cache, read_with_each_call, shared
 
 
 def _key(provider: str) -> str:
     return f"sandbox:outage:{provider}"
+
+
+for _provider in PROVIDERS:  # the flag comes with the breaker's state: no round trip of its own
+    read_with_each_call(_provider, _key(_provider))
 
 
 def take_down(provider: str, seconds: float) -> float:
@@ -33,7 +37,7 @@ def bring_up(provider: str) -> None:
 
 def down_until(provider: str) -> float | None:
     """When the outage of `provider` ends, or None when it is up."""
-    until = coordination_cache().get(_key(provider))
+    until = shared(_key(provider))
     return until if until and until > time.time() else None
 
 

@@ -157,3 +157,92 @@ def test_sandbox_outage_ends_by_itself():
 def test_sandbox_outage_refuses_an_unknown_provider():
     with pytest.raises(ValueError):
         outage.take_down("weather", 10)
+
+
+class CountingCache:
+    """The coordination cache, counting the round trips made through it."""
+
+    def __init__(self, cache) -> None:
+        self.cache, self.calls = cache, []
+
+    def __getattr__(self, name):
+        method = getattr(self.cache, name)
+
+        def counted(*args, **kwargs):
+            self.calls.append(name)
+            return method(*args, **kwargs)
+
+        return counted
+
+
+def guarded_with_counting_cache(monkeypatch, provider, side_effect):
+    counting = CountingCache(coordination_cache())
+    monkeypatch.setattr(CircuitBreaker, "__init__", _with_cache(counting))
+    monkeypatch.setattr("bookings.providers.guard.coordination_cache", lambda: counting)
+    return guarded(provider, side_effect), counting
+
+
+def _with_cache(cache):
+    original = CircuitBreaker.__init__
+
+    def init(self, provider, _cache, **options):
+        original(self, provider, cache, **options)
+
+    return init
+
+
+def test_a_call_to_a_healthy_provider_costs_one_round_trip_outage_flag_included(monkeypatch):
+    circuit("fraud").reset()
+
+    def sandbox_call(_ctx: StepContext) -> dict:
+        outage.raise_if_down("fraud")  # the sandbox's own check, read with the breaker's state
+        return {"ok": True}
+
+    step, cache = guarded_with_counting_cache(monkeypatch, "fraud", sandbox_call)
+    step(ctx("warm-up"))  # learns the failure generation
+    cache.calls.clear()
+    assert step(ctx("k1")) == {"ok": True}
+    assert cache.calls == ["get_many"]
+
+
+def test_an_outage_flag_set_before_the_call_is_seen_by_it(monkeypatch):
+    circuit("fraud").reset()
+
+    def sandbox_call(_ctx: StepContext) -> dict:
+        outage.raise_if_down("fraud")
+        return {"ok": True}
+
+    step, _ = guarded_with_counting_cache(monkeypatch, "fraud", sandbox_call)
+    step(ctx("before"))
+    outage.take_down("fraud", 30)
+    try:
+        with pytest.raises(TransientError) as down:
+            step(ctx("during"))
+        assert down.value.code == "provider_unavailable"
+    finally:
+        outage.bring_up("fraud")
+    assert step(ctx("after")) == {"ok": True}
+
+
+def test_a_success_forgets_the_failures_read_with_the_state(settings):
+    settings.BOOKING_CIRCUIT_BREAKERS = {"payments": {"failure_threshold": 3}}
+    circuit("payments").reset()
+    outcomes = iter(["fail", "fail", "ok", "fail", "fail", "fail"])
+
+    def sometimes(_ctx: StepContext) -> dict:
+        if next(outcomes) == "fail":
+            raise TransientError("timeout", code="gateway")
+        return {}
+
+    step = guarded("payments", sometimes)
+    for key in ("k1", "k2"):
+        with pytest.raises(TransientError):
+            step(ctx(key))
+    step(ctx("k3"))  # the success: the two failures are forgotten
+    assert circuit("payments").status().failures == 0
+    for key in ("k4", "k5"):
+        with pytest.raises(TransientError) as failed:
+            step(ctx(key))
+        assert not isinstance(failed.value, Deferral)
+    with pytest.raises(Deferral):  # the third failure since the success opens it
+        step(ctx("k6"))
