@@ -104,7 +104,7 @@ class Booking(ConcurrentTransitionMixin, models.Model):
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3)
 
-    state = FSMField(default=State.PENDING, choices=State.choices, protected=True, db_index=True)
+    state = FSMField(default=State.PENDING, choices=State.choices, protected=True)
     state_changed_at = models.DateTimeField(default=timezone.now)
     cancellation_reason = models.CharField(
         max_length=24, choices=CancellationReason.choices, blank=True
@@ -114,11 +114,11 @@ class Booking(ConcurrentTransitionMixin, models.Model):
     payment_status = models.CharField(
         max_length=12, choices=PaymentStatus.choices, default=PaymentStatus.NONE
     )
-    authorization_ref = models.CharField(max_length=64, blank=True, db_index=True)
+    authorization_ref = models.CharField(max_length=64, blank=True)
     room_status = models.CharField(
         max_length=12, choices=RoomStatus.choices, default=RoomStatus.NONE
     )
-    reservation_ref = models.CharField(max_length=64, blank=True, db_index=True)
+    reservation_ref = models.CharField(max_length=64, blank=True)
     confirmation_sent_at = models.DateTimeField(null=True, blank=True)
     cancellation_sent_at = models.DateTimeField(null=True, blank=True)
     saga = models.OneToOneField(
@@ -129,6 +129,13 @@ class Booking(ConcurrentTransitionMixin, models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            # Plain b-tree indexes: db_index on a CharField adds a second, LIKE-pattern index on
+            # PostgreSQL, which no query here uses and every state change would maintain.
+            models.Index(fields=["state"], name="booking_state"),
+            models.Index(fields=["authorization_ref"], name="booking_authorization_ref"),
+            models.Index(fields=["reservation_ref"], name="booking_reservation_ref"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(check_out__gt=models.F("check_in")),
