@@ -147,8 +147,13 @@ class BookingHooks(SagaHooks):
     def lock_target(self, saga: Any) -> Booking:
         return Booking.objects.select_for_update().get(saga_id=saga.pk)
 
-    def load_target(self, saga: Any) -> Booking:
-        return Booking.objects.get(saga_id=saga.pk)
+    target_relation = "booking"
+
+    def load_target(self, saga: Any) -> Booking | None:
+        try:
+            return saga.booking  # read with the attempt (target_relation), or read now
+        except Booking.DoesNotExist:
+            return None
 
     def save_target(self, saga: Any, target: Booking) -> None:
         # One write per engine transaction, whatever the hooks changed; a new booking (the

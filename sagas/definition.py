@@ -103,6 +103,10 @@ class SagaHooks:
         """Load and lock the object the saga drives; returned to every other hook."""
         return None
 
+    # The target's reverse one-to-one name on Saga ("booking"), if it has one: the engine then
+    # reads the target together with the attempt it runs (one query for both).
+    target_relation: str | None = None
+
     def load_target(self, saga: Any) -> Any:
         """Read the target without a lock, for the engine's one-statement path (a Django model
         instance: the engine writes the fields the hooks changed, if they still hold the values
@@ -172,6 +176,11 @@ def register(definition: SagaDefinition) -> SagaDefinition:
     """Make a saga type known to the engine (call it from an AppConfig.ready)."""
     _registry[definition.name] = definition
     return definition
+
+
+def target_relations() -> list[str]:
+    """Every registered saga type's target relation on Saga (see SagaHooks.target_relation)."""
+    return sorted({d.hooks.target_relation for d in _registry.values() if d.hooks.target_relation})
 
 
 def get_definition(name: str) -> SagaDefinition:

@@ -33,7 +33,15 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from . import faults, instrument, optimistic
-from .definition import ACTION, COMPENSATION, SagaDefinition, Step, StepContext, get_definition
+from .definition import (
+    ACTION,
+    COMPENSATION,
+    SagaDefinition,
+    Step,
+    StepContext,
+    get_definition,
+    target_relations,
+)
 from .errors import Deferral, PermanentError, SagaStateError, StepError, TransientError
 from .models import Saga, SagaEvent, SagaStep
 
@@ -264,11 +272,15 @@ def execute(
     return label
 
 
+def _with_targets() -> list[str]:
+    return [f"saga__{name}" for name in target_relations()]
+
+
 def _execute_one(attempt: int | SagaStep, task_id: str, worker: str, target: Any = None) -> str:
     row = (
         attempt
         if isinstance(attempt, SagaStep)
-        else SagaStep.objects.select_related("saga").filter(pk=attempt).first()
+        else SagaStep.objects.select_related("saga", *_with_targets()).filter(pk=attempt).first()
     )
     if row is None:
         return "missing"

@@ -24,12 +24,21 @@ once the other transaction ends.
 from __future__ import annotations
 
 import copy
+from datetime import datetime
 from functools import cache
 from typing import Any
 
 from django.conf import settings
 from django.db import DataError, IntegrityError, connection
-from django.db.models import Field, Model
+from django.db.models import (
+    BooleanField,
+    CharField,
+    DateTimeField,
+    Field,
+    IntegerField,
+    Model,
+    TextField,
+)
 
 # Identifiers in the SQL below come from the models' metadata, never from input; every value is
 # a query parameter.
@@ -79,9 +88,25 @@ def _changed(obj: Model, before: dict[str, Any]) -> list[tuple[Field, Any]]:
     return out
 
 
+@cache
 def _q(name: str | None) -> str:
     assert name, "a column or table name"
     return connection.ops.quote_name(name)
+
+
+def _db_value(f: Field, value: Any) -> Any:
+    """What the driver is given for `value` in column `f`: as Model.save would send it (the
+    common plain types go as they are; anything else through the field's own conversion)."""
+    kind = type(value)
+    if kind is str and isinstance(f, CharField | TextField):
+        return value
+    if kind is int and isinstance(f, IntegerField):
+        return value
+    if kind is bool and isinstance(f, BooleanField):
+        return value
+    if kind is datetime and value.tzinfo is not None and isinstance(f, DateTimeField):
+        return value
+    return f.get_db_prep_save(value, connection)
 
 
 @cache
@@ -116,12 +141,12 @@ class _Statement:
         assignments = []
         for f, value in sets:
             assignments.append(f"{_q(f.column)} = %s")
-            self.params.append(f.get_db_prep_save(value, connection))
+            self.params.append(_db_value(f, value))
         where = [f"{table}.{_q(pk.column)} = %s"]
         self.params.append(pk.get_db_prep_value(obj.pk, connection))
         for f, value, op in guards:
             where.append(f"{table}.{_q(f.column)} {op} %s")
-            self.params.append(f.get_db_prep_save(value, connection))
+            self.params.append(_db_value(f, value))
         source = f" FROM {after}" if after else ""
         self.ctes.append(
             f"{name} AS (UPDATE {table} SET {', '.join(assignments)}{source} "  # noqa: S608
@@ -132,7 +157,7 @@ class _Statement:
         """A CTE `name` inserting obj, only if the CTE `after` returned its row."""
         insert, select = _insert_head(type(obj))
         for f in _columns(type(obj)):
-            self.params.append(f.get_db_prep_save(f.pre_save(obj, True), connection))
+            self.params.append(_db_value(f, f.pre_save(obj, True)))
         pk = obj._meta.pk
         assert pk is not None
         self.ctes.append(f"{name} AS ({insert} {select} FROM {after} RETURNING {_q(pk.column)})")

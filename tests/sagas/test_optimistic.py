@@ -70,6 +70,9 @@ def test_a_happy_saga_takes_one_statement_per_step_and_no_lock(resource):
     assert booking.saga.version == 5  # started, then one write per step
     assert [s.split(" AS (")[0] for s in sql if s.startswith("WITH")] == ["WITH saga"] * 4
     assert not any(locks_saga_or_booking(s) for s in sql)
+    # The booking was read with the first attempt (one query), then carried along the chain.
+    assert not any(s.startswith('SELECT "bookings_booking"') for s in sql)
+    assert sum('FROM "sagas_sagastep"' in s and s.startswith("SELECT") for s in sql) == 1
     assert list(
         SagaStep.objects.filter(saga_id=booking.saga_id).values_list("name", "status", "attempt")
     ) == [
