@@ -54,7 +54,8 @@ def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sagas", type=int, default=2000)
     p.add_argument("--workers", type=int, default=1, help="celery worker commands")
-    p.add_argument("--pool", type=int, default=3, help="prefork processes per worker command")
+    p.add_argument("--pool", type=int, default=3, help="pool size per worker command")
+    p.add_argument("--pool-type", default="prefork", choices=["prefork", "solo", "threads"])
     p.add_argument("--only", default="", help="comma-separated subset of scenarios")
     p.add_argument("--skip", default="", help="comma-separated scenarios to skip")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
@@ -121,6 +122,7 @@ class Workers:
                         "worker",
                         "--loglevel=WARNING",
                         f"--concurrency={concurrency}",
+                        f"--pool={ARGS.pool_type}",
                         f"--queues={QUEUE}",
                         f"--hostname=bench{i}@%h",
                         "--without-gossip",
