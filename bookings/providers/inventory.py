@@ -25,7 +25,11 @@ class SandboxInventory:
         from bookings.models import Resource
 
         with transaction.atomic():
-            resource = Resource.objects.select_for_update().filter(code=resource_code).first()
+            # NO KEY UPDATE: reservations of a resource wait for each other, but bookings being
+            # inserted (their foreign key takes KEY SHARE on the resource) do not wait for them.
+            resource = (
+                Resource.objects.select_for_update(no_key=True).filter(code=resource_code).first()
+            )
             if resource is None:
                 found = InventoryReservation.objects.filter(idempotency_key=idempotency_key).first()
                 return (

@@ -5,21 +5,25 @@ server started like production, e.g. (see the Client API section of the README):
         -H http://127.0.0.1:8791 -u 10 -r 10 -t 60s --csv /tmp/api-load
 
 Each simulated client creates bookings (each with its own Idempotency-Key) and reads them back,
-three reads per create, as a client polling its booking would."""
+three reads per create, as a client polling its booking would. It waits LOCUST_WAIT seconds
+("min,max", default 0.05,0.2: close to saturation) between requests. FastHttpUser keeps the load
+generator's own CPU low: it shares the machine with the server it measures."""
 
 import os
 import random
 import uuid
 from datetime import date, timedelta
 
-from locust import HttpUser, between, task
+from locust import FastHttpUser, between, task
+
+WAIT = [float(x) for x in os.environ.get("LOCUST_WAIT", "0.05,0.2").split(",")]
 
 
-class BookingClient(HttpUser):
-    wait_time = between(0.05, 0.2)
+class BookingClient(FastHttpUser):
+    wait_time = between(*WAIT)
+    default_headers = {"Authorization": f"Token {os.environ.get('API_TOKEN', '')}"}
 
     def on_start(self) -> None:
-        self.client.headers["Authorization"] = f"Token {os.environ['API_TOKEN']}"
         self.ids: list[str] = []
         self.create()
 

@@ -6,7 +6,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from bookings.errors import ApplicationError
 from bookings.models import Booking
@@ -14,11 +15,13 @@ from bookings.providers.inventory import SandboxInventory
 from bookings.providers.models import InventoryReservation, PaymentAuthorization
 from bookings.providers.payments import SandboxPaymentGateway
 from bookings.services import booking_create
+from sagas import engine
 from sagas.errors import TransientError
 from sagas.models import Saga
 
 from ..conftest import postgres_only
 from ..factories import ResourceFactory, stay
+from ..helpers import book
 
 pytestmark = pytest.mark.django_db
 
@@ -174,3 +177,48 @@ def test_concurrent_reservations_never_overbook():
         t.join()
     assert sorted(results) == ["reserved"] * 2 + ["unavailable"] * 6
     assert InventoryReservation.objects.filter(status="reserved").count() == 2
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_reservation_in_progress_does_not_hold_up_new_bookings_of_its_resource():
+    """The sandbox locks the resource row while it counts nights; a booking being created for
+    that resource (its foreign key check reads the same row) must not wait for it."""
+    room = ResourceFactory(code="busy", capacity=5)
+    d = date.today() + timedelta(days=40)
+    with CaptureQueriesContext(connection) as q:
+        SandboxInventory().reserve(
+            idempotency_key="first", resource_code="busy", check_in=d, check_out=d + timedelta(1)
+        )
+    lock = next(x["sql"] for x in q.captured_queries if "bookings_resource" in x["sql"])
+    holding, release = threading.Event(), threading.Event()
+    created: list[bool] = []
+
+    def reservation_in_progress() -> None:
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(lock)  # the lock reserve() takes, held meanwhile
+                holding.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    def new_booking() -> None:
+        try:
+            with engine.messages_lost():
+                book(room)
+            created.append(True)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=reservation_in_progress)
+    holder.start()
+    assert holding.wait(10)
+    booker = threading.Thread(target=new_booking)
+    booker.start()
+    booker.join(5)
+    created_while_held = bool(created)
+    release.set()
+    holder.join()
+    booker.join()
+    assert created_while_held  # it did not wait for the reservation to commit
