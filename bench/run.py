@@ -511,6 +511,8 @@ def api_load() -> None:
     }
     try:
         time.sleep(3)
+        # Unrecorded warm-up: each gunicorn process's first requests import and connect.
+        locust_run(token.key, {**env, "LOCUST_WAIT": "0.5,1"}, seconds=15)
         for label, wait in loads.items():
             RESULTS["scenarios"][label] = out = locust_run(token.key, {**env, "LOCUST_WAIT": wait})
             print(f"{label}: {out}", flush=True)
@@ -520,13 +522,13 @@ def api_load() -> None:
         w.stop()
 
 
-def locust_run(token: str, env: dict[str, str]) -> dict:
+def locust_run(token: str, env: dict[str, str], seconds: int = 40) -> dict:
     import csv
 
     prefix = LOGS / "locust"
     # --reset-stats: the figures start once the 50 clients are running (not their ramp-up).
     sh(sys.executable, "-m", "locust", "-f", "tests/api/locustfile.py", "--headless",
-       "-H", "http://127.0.0.1:8799", "-u", "50", "-r", "25", "-t", "40s",
+       "-H", "http://127.0.0.1:8799", "-u", "50", "-r", "25", "-t", f"{seconds}s",
        "--csv", str(prefix), "--only-summary", "--reset-stats",
        env={"API_TOKEN": token, **env}, timeout=300)  # fmt: skip
     with open(f"{prefix}_stats.csv") as f:

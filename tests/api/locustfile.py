@@ -21,11 +21,15 @@ WAIT = [float(x) for x in os.environ.get("LOCUST_WAIT", "0.05,0.2").split(",")]
 
 class BookingClient(FastHttpUser):
     wait_time = between(*WAIT)
-    default_headers = {"Authorization": f"Token {os.environ.get('API_TOKEN', '')}"}
+    default_headers = {
+        "Authorization": f"Token {os.environ.get('API_TOKEN', '')}",
+        # gunicorn's sync workers close every connection after its response: say so, so that
+        # the client opens a new one instead of first trying the closed one.
+        "Connection": "close",
+    }
 
     def on_start(self) -> None:
         self.ids: list[str] = []
-        self.create()
 
     @task(1)
     def create(self) -> None:
@@ -48,7 +52,9 @@ class BookingClient(FastHttpUser):
 
     @task(3)
     def detail(self) -> None:
-        if self.ids:
-            self.client.get(
-                f"/api/v1/bookings/{random.choice(self.ids)}/", name="GET /api/v1/bookings/{id}/"
-            )
+        if not self.ids:  # a client's first request is a create, at its own pace
+            self.create()
+            return
+        self.client.get(
+            f"/api/v1/bookings/{random.choice(self.ids)}/", name="GET /api/v1/bookings/{id}/"
+        )
