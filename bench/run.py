@@ -6,7 +6,7 @@ Everything runs on 127.0.0.1 against the machine's PostgreSQL and Redis, in a da
 own (bookingops_bench, recreated) and a Redis database of its own; it starts and stops its own
 Celery workers (and gunicorn for the API figures) and stops by itself.
 
-    .venv/bin/python bench/run.py                 # everything (about 15 minutes)
+    .venv/bin/python bench/run.py                 # everything (about 20 minutes)
     .venv/bin/python bench/run.py --only saga     # a subset: saga, locked, rate, mix, queries,
                                                   # workers, growth, sweep, admin, api, peers
 """
