@@ -149,7 +149,7 @@ class _Statement:
             self.params.append(_db_value(f, value))
         source = f" FROM {after}" if after else ""
         self.ctes.append(
-            f"{name} AS (UPDATE {table} SET {', '.join(assignments)}{source} "  # noqa: S608
+            f"{name} AS (UPDATE {table} SET {', '.join(assignments)}{source} "  # noqa: S608  # nosec B608
             f"WHERE {' AND '.join(where)} RETURNING 1 AS ok)"
         )
 
@@ -201,7 +201,7 @@ def write(
         guards = [(f, target_before[f.attname], "IS NOT DISTINCT FROM") for f, _ in target_sets]
         statement.update("target", target_obj, target_sets, guards, after=last)
         last = "target"
-    select = f"SELECT 1 / (SELECT count(*) FROM {last})::int"  # noqa: S608  (the all-or-nothing)
+    select = f"SELECT 1 / (SELECT count(*) FROM {last})::int"  # noqa: S608  # nosec B608
     if new_attempt is not None:
         statement.insert("next", new_attempt, after=last)
         select += ", (SELECT * FROM next)"
