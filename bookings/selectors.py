@@ -5,6 +5,7 @@ lookups)."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,6 +39,12 @@ from .providers.models import (
 )
 
 FAILED_STATUSES = (SagaStep.Status.FAILED, SagaStep.Status.RETRYING)
+
+
+def _saga_of(booking: Booking) -> uuid.UUID:
+    """The booking's saga id: every booking is created together with its saga."""
+    assert booking.saga_id is not None, f"booking {booking.reference} has no saga"
+    return booking.saga_id
 
 
 # --- stuck: one definition for the list filter, the dashboard and the commands ---------------
@@ -119,7 +126,7 @@ class TimelineEntry:
 def booking_timeline(booking: Booking, now: datetime | None = None) -> list[TimelineEntry]:
     """Every attempt of every step and compensation of the booking's saga, oldest first."""
     now = now or timezone.now()
-    rows = SagaStep.objects.filter(saga_id=booking.saga_id).order_by("id")
+    rows = SagaStep.objects.filter(saga_id=_saga_of(booking)).order_by("id")
     return [
         TimelineEntry(
             id=row.pk,
@@ -147,7 +154,7 @@ def booking_timeline(booking: Booking, now: datetime | None = None) -> list[Time
 
 def booking_events(booking: Booking) -> list[SagaEvent]:
     """The saga's audit trail: cancels, operator actions (who, when, why), parks, re-sends."""
-    return list(SagaEvent.objects.filter(saga_id=booking.saga_id).order_by("id"))
+    return list(SagaEvent.objects.filter(saga_id=_saga_of(booking)).order_by("id"))
 
 
 def booking_admin_log(booking: Booking) -> QuerySet[LogEntry]:
@@ -170,7 +177,7 @@ PROVIDER_REFERENCE = {
 def compensation_plan(booking: Booking) -> list[dict[str, str]]:
     """The compensations that would run if the booking were compensated now, in the order they
     would run, with the idempotency key each would send and the provider reference it undoes."""
-    saga = Saga.objects.get(pk=booking.saga_id)
+    saga = Saga.objects.get(pk=_saga_of(booking))
     results = saga.results or {}
     plan = []
     for step in engine.pending_compensations(saga):
@@ -212,13 +219,14 @@ def recent_failures(since: timedelta = timedelta(hours=24), limit: int = 15) -> 
     """Failed attempts in the window grouped by step, direction and error code: how many, when
     last, and one example message."""
     cutoff = timezone.now() - since
-    return list(
+    rows = (
         SagaStep.objects.filter(status__in=FAILED_STATUSES, finished_at__gte=cutoff)
         .order_by()
         .values("name", "direction", "error_code")
         .annotate(count=Count("id"), last_seen=Max("finished_at"), example=Max("error"))
         .order_by("-count", "-last_seen")[:limit]
     )
+    return [dict(row) for row in rows]
 
 
 # --- why is it stuck (on-call) ---------------------------------------------------------------
@@ -354,7 +362,7 @@ def explain_stuck(now: datetime | None = None, limit: int = 200) -> list[StuckSa
     )
     found = []
     for booking in candidates:
-        steps = SagaStep.objects.filter(saga_id=booking.saga_id)
+        steps = SagaStep.objects.filter(saga_id=_saga_of(booking))
         row = steps.filter(status=SagaStep.Status.SCHEDULED).first()
         last_failed = steps.filter(status__in=FAILED_STATUSES).order_by("-id").first()
         reason, detail, fix, subject = _explain(booking, row, last_failed, now)
@@ -381,7 +389,7 @@ def retry_target(booking: Booking) -> str:
     latest failed step (run again with a fresh budget); "" when there is neither."""
     row = (
         SagaStep.objects.filter(
-            saga_id=booking.saga_id,
+            saga_id=_saga_of(booking),
             status__in=[SagaStep.Status.SCHEDULED, SagaStep.Status.FAILED],
         )
         .order_by("-id")

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from html import escape
+from typing import cast
 
 import graphviz
-from django_fsm import RETURN_VALUE
+from django_fsm import RETURN_VALUE, FSMField
 
 from .models import Booking
 
@@ -35,10 +36,14 @@ class Edge:
     by_operator: bool  # fired by an operator action (retry, resolve), not by the engine
 
 
+def _state_field() -> FSMField:
+    return cast(FSMField, Booking._meta.get_field("state"))
+
+
 def edges() -> list[Edge]:
     """Every (source, target) pair of the FSM with the transitions that join them, in the order
     the transitions are declared. A RETURN_VALUE target counts each state it may return."""
-    field = Booking._meta.get_field("state")
+    field = _state_field()
     pairs: dict[tuple[str, str], list] = {}
     for transition in field.get_all_transitions(Booking):
         targets = (
@@ -68,7 +73,7 @@ def edges() -> list[Edge]:
 def state_order() -> list[str]:
     """States left to right: reverse post-order of a depth-first walk from the initial state,
     so that every edge not closing a cycle points right."""
-    initial = str(Booking._meta.get_field("state").default)
+    initial = str(_state_field().default)
     rank = {state: i for i, state in enumerate(Booking.State.values)}
     outgoing: dict[str, list[str]] = {}
     for edge in edges():

@@ -4,6 +4,8 @@ the commands cannot disagree. The payment token is write-only: it never leaves t
 
 from __future__ import annotations
 
+from typing import cast
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -69,7 +71,9 @@ class StepSerializer(serializers.ModelSerializer):
 class BookingSerializer(serializers.ModelSerializer):
     """A booking as its client sees it, with the timeline of its saga's attempts."""
 
-    resource = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    resource: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="code", read_only=True
+    )
     cancellation_reason = serializers.ChoiceField(
         choices=Booking.CancellationReason.choices,
         allow_blank=True,
@@ -119,7 +123,7 @@ class BookingSerializer(serializers.ModelSerializer):
             return []
         # steps are prefetched by the selector; .all() keeps using that cache
         steps = sorted(booking.saga.steps.all(), key=lambda s: s.pk)
-        return StepSerializer(steps, many=True).data
+        return cast(list[dict], StepSerializer(steps, many=True).data)
 
 
 class BookingCreateSerializer(serializers.Serializer):
@@ -152,7 +156,9 @@ class ErrorSerializer(serializers.Serializer):
 
     code = serializers.CharField(help_text="Stable, machine-readable: invalid, not_found, ...")
     message = serializers.CharField(help_text="For a person to read.")
-    fields = serializers.DictField(
+    # A declared field named "fields": DRF's metaclass takes it out of the class attributes,
+    # so it does not shadow Serializer.fields at run time; mypy sees only the assignment.
+    fields = serializers.DictField(  # type: ignore[assignment]
         child=serializers.ListField(child=serializers.CharField()),
         help_text="Messages per input field (400 only; empty otherwise).",
     )

@@ -4,6 +4,8 @@ at request time rather than at import, so a deployment (or a test) can change th
 
 from __future__ import annotations
 
+from typing import cast
+
 from rest_framework.settings import api_settings
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
@@ -14,7 +16,7 @@ class ClientRateThrottle(UserRateThrottle):
     scope = "client"
 
     def get_rate(self) -> str | None:
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+        return cast(str | None, api_settings.DEFAULT_THROTTLE_RATES.get(self.scope))
 
     def get_cache_key(self, request, view) -> str | None:
         if not (request.user and request.user.is_authenticated):
@@ -28,4 +30,4 @@ class AnonymousRateThrottle(AnonRateThrottle):
     scope = "anonymous"
 
     def get_rate(self) -> str | None:
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+        return cast(str | None, api_settings.DEFAULT_THROTTLE_RATES.get(self.scope))

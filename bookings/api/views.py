@@ -85,9 +85,7 @@ def _with_wait(request: Request, booking_id: Any) -> dict[str, str]:
     return {"Preference-Applied": f"wait={seconds}"}
 
 
-class VisibleBookingsMixin:
-    request: Request
-
+class VisibleBookingsMixin(generics.GenericAPIView):
     def get_queryset(self) -> QuerySet[Booking]:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return Booking.objects.none()
