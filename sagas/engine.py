@@ -399,7 +399,8 @@ def _record_optimistic(
     _stamp(row, outcome, task_id, worker)
     try:
         following = _forward(saga, target, definition, step, outcome.result)
-    except Exception:  # e.g. a transition refused: the copies read disagree
+    except Exception:  # e.g. a transition refused: the copies read disagree. Not hidden: the
+        # locked path runs the hooks again on rows read under lock, and raises if it persists.
         log.info("attempt %s: the copies read disagree; recording under the lock", row.pk)
         return None
     next_row = None
