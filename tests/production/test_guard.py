@@ -161,14 +161,21 @@ def test_sandbox_outage_refuses_an_unknown_provider():
 
 def count_round_trips(monkeypatch) -> list[str]:
     """Record each call made through the coordination cache's client (the library's object,
-    shared by every guard), by method name."""
+    shared by every guard), by method name; a call a method makes to another (the file cache's
+    get_many calls get) is part of the outer one."""
     cache = coordination_cache()
     calls: list[str] = []
+    depth = [0]
     for name in ("get", "get_many", "set", "add", "incr", "delete", "delete_many"):
 
         def counted(*args, _name=name, _method=getattr(cache, name), **kwargs):
-            calls.append(_name)
-            return _method(*args, **kwargs)
+            if not depth[0]:
+                calls.append(_name)
+            depth[0] += 1
+            try:
+                return _method(*args, **kwargs)
+            finally:
+                depth[0] -= 1
 
         monkeypatch.setattr(cache, name, counted)
     return calls
