@@ -7,8 +7,9 @@ own (bookingops_bench, recreated) and a Redis database of its own; it starts and
 Celery workers (and gunicorn for the API figures) and stops by itself.
 
     .venv/bin/python bench/run.py                 # everything (about 20 minutes)
-    .venv/bin/python bench/run.py --only saga     # a subset: saga, locked, rate, mix, queries,
-                                                  # workers, growth, sweep, admin, api, peers
+    .venv/bin/python bench/run.py --only saga     # a subset: saga, locked, remote, rate, mix,
+                                                  # queries, workers, growth, sweep, admin, api,
+                                                  # peers
 """
 
 from __future__ import annotations
@@ -308,6 +309,21 @@ def saga_locked_path() -> None:
         run_sagas("happy path, saturation, locked path only", "happy", ARGS.sagas)
     finally:
         del os.environ["SAGA_ONE_STATEMENT_RECORD"]
+
+
+@scenario("remote")
+def saga_remote_providers() -> None:
+    """The peers' workload: the same engine, guard, history and chaining, with providers whose
+    work happens on another machine (bench/remote.py) instead of sandboxes that keep their
+    ledgers in our database on the same two cores. The peers' steps only return a value."""
+    from bench.remote import PROVIDERS
+
+    os.environ.update(PROVIDERS)  # read by the workers started now
+    try:
+        run_sagas("happy path, saturation, remote providers (peers' workload)", "happy", ARGS.sagas)
+    finally:
+        for name in PROVIDERS:
+            del os.environ[name]
 
 
 @scenario("rate")
@@ -617,11 +633,18 @@ def table() -> str:
     others = {k: v for k, v in RESULTS["scenarios"].items() if "sagas_per_s" not in v}
     for name, r in others.items():
         lines.append(f"\n{name}: {json.dumps(r)}")
-    ours = RESULTS["scenarios"].get("happy path, saturation", {}).get("sagas_per_s")
-    for peer in [k for k in RESULTS["scenarios"] if k.startswith("peer: ")]:
-        theirs = RESULTS["scenarios"][peer]["sagas_per_s"]
-        if ours and theirs:
-            lines.append(f"\nratio happy path / {peer[6:]}: {ours / theirs:.2f}x")
+    mine = {
+        "happy path (sandbox ledgers in our database)": "happy path, saturation",
+        "happy path, peers' workload (remote providers)": (
+            "happy path, saturation, remote providers (peers' workload)"
+        ),
+    }
+    for label, key in mine.items():
+        ours = RESULTS["scenarios"].get(key, {}).get("sagas_per_s")
+        for peer in [k for k in RESULTS["scenarios"] if k.startswith("peer: ")]:
+            theirs = RESULTS["scenarios"][peer].get("sagas_per_s")
+            if ours and theirs:
+                lines.append(f"\nratio {label} / {peer[6:]}: {ours / theirs:.2f}x")
     return "\n".join(lines)
 
 

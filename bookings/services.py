@@ -80,38 +80,38 @@ def booking_create(
     nights = (check_out - check_in).days
     amount = (resource.nightly_price * nights).quantize(Decimal("0.01"))
     saga_id = uuid.uuid4()
-    with transaction.atomic():
-        # Inserted by the saga's start, already in its first state: one write, not two.
-        booking = Booking(
-            owner=owner,
-            resource=resource,
-            check_in=check_in,
-            check_out=check_out,
-            guest_name=guest_name.strip(),
-            guest_email=guest_email,
-            payment_token=payment_token,
-            amount=amount,
-            currency=resource.currency,
-            saga_id=saga_id,
-        )
-        engine.start(
-            saga_type=SAGA_TYPE,
-            target_id=str(booking.pk),
-            saga_id=saga_id,
-            target=booking,
-            payload={
-                "reference": booking.reference,
-                "resource": resource.code,
-                "resource_name": resource.name,
-                "check_in": check_in.isoformat(),
-                "check_out": check_out.isoformat(),
-                "guest_name": booking.guest_name,
-                "guest_email": guest_email,
-                "payment_token": payment_token,
-                "amount": str(amount),
-                "currency": resource.currency,
-            },
-        )
+    # Inserted by the saga's start, already in its first state, with the saga and its first
+    # attempt: in one transaction, or (PostgreSQL, no transaction open) in one statement.
+    booking = Booking(
+        owner=owner,
+        resource=resource,
+        check_in=check_in,
+        check_out=check_out,
+        guest_name=guest_name.strip(),
+        guest_email=guest_email,
+        payment_token=payment_token,
+        amount=amount,
+        currency=resource.currency,
+        saga_id=saga_id,
+    )
+    engine.start(
+        saga_type=SAGA_TYPE,
+        target_id=str(booking.pk),
+        saga_id=saga_id,
+        target=booking,
+        payload={
+            "reference": booking.reference,
+            "resource": resource.code,
+            "resource_name": resource.name,
+            "check_in": check_in.isoformat(),
+            "check_out": check_out.isoformat(),
+            "guest_name": booking.guest_name,
+            "guest_email": guest_email,
+            "payment_token": payment_token,
+            "amount": str(amount),
+            "currency": resource.currency,
+        },
+    )
     return booking
 
 

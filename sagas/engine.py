@@ -32,7 +32,7 @@ from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
-from . import faults, instrument, optimistic
+from . import faults, instrument, loading, optimistic
 from .definition import (
     ACTION,
     COMPENSATION,
@@ -159,11 +159,13 @@ def start(
     target and its saga are committed together). The first message leaves after commit.
     `target`, when given, is the object the saga drives, not saved yet or already locked."""
     definition = get_definition(saga_type)
+    fields: dict[str, Any] = {"saga_type": saga_type, "target_id": str(target_id)}
+    if saga_id is not None:
+        fields["id"] = saga_id
+    saga = Saga(**fields, payload=payload, current_step=definition.steps[0].name)
+    if target is not None and target._state.adding and optimistic.available():
+        return _start_in_one_statement(saga, definition, target)
     with transaction.atomic(savepoint=False):
-        fields: dict[str, Any] = {"saga_type": saga_type, "target_id": str(target_id)}
-        if saga_id is not None:
-            fields["id"] = saga_id
-        saga = Saga(**fields, payload=payload, current_step=definition.steps[0].name)
         saga.save(force_insert=True)
         if target is None:
             target = definition.hooks.lock_target(saga)
@@ -171,6 +173,20 @@ def start(
         definition.hooks.save_target(saga, target)
         _schedule(saga, definition, definition.steps[0], ACTION, round_=1)
         instrument.saga_started(saga)  # metrics + log line, after commit (sagas/instrument.py)
+    return saga
+
+
+def _start_in_one_statement(saga: Saga, definition: SagaDefinition, target: Any) -> Saga:
+    """start() of a new target outside any transaction, on PostgreSQL: the saga, the target
+    after its first transition and the first attempt are inserted by one statement in
+    autocommit (sagas/optimistic.py), all or nothing, and the first message leaves after it."""
+    first = definition.steps[0]
+    definition.hooks.started(saga, target)
+    row = _attempt_row(saga, definition, first, ACTION, attempt=1, round_=1)
+    saga.version += 1  # as Saga.save does
+    optimistic.insert_all([saga, target, row])
+    instrument.saga_started(saga)  # no transaction open: emitted now
+    _dispatch_written(row, first, target)
     return saga
 
 
@@ -272,15 +288,11 @@ def execute(
     return label
 
 
-def _with_targets() -> list[str]:
-    return [f"saga__{name}" for name in target_relations()]
-
-
 def _execute_one(attempt: int | SagaStep, task_id: str, worker: str, target: Any = None) -> str:
     row = (
         attempt
         if isinstance(attempt, SagaStep)
-        else SagaStep.objects.select_related("saga", *_with_targets()).filter(pk=attempt).first()
+        else loading.attempt_with_saga(attempt, tuple(target_relations()))
     )
     if row is None:
         return "missing"

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -198,3 +198,56 @@ def test_inside_a_transaction_the_locked_path_is_taken(resource):
         assert record(row, success()) == "succeeded"
     assert any(locks_saga_or_booking(x["sql"]) for x in q.captured_queries)
     assert reload(booking).state == "preauthorizing"
+
+
+# --- the saga's start: saga, booking and first attempt in one statement ----------------------
+
+
+def _columns(obj, skip: set[str]) -> dict:
+    return {
+        f.attname: getattr(obj, f.attname)
+        for f in obj._meta.concrete_fields
+        if f.attname not in skip
+    }
+
+
+def test_a_booking_starts_in_one_statement_with_the_same_rows_as_the_transaction(
+    resource, monkeypatch
+):
+    sent = []
+    monkeypatch.setattr(engine, "_send", lambda step_id, queue, countdown: sent.append(step_id))
+    with CaptureQueriesContext(connection) as q:
+        fast = book(resource, email="one@example.com")
+    writes = [x["sql"] for x in q.captured_queries if not x["sql"].startswith("SELECT")]
+    assert len(writes) == 1 and writes[0].startswith("WITH new0 AS (INSERT INTO")
+    with transaction.atomic():  # the other path: one transaction, one INSERT per row
+        slow = book(resource, email="one@example.com")
+    first_fast, first_slow = scheduled(fast.saga_id), scheduled(slow.saga_id)
+    assert sent == [first_fast.pk, first_slow.pk]  # each first attempt sent once, once written
+
+    moments = {"created_at", "updated_at", "started_at", "state_changed_at", "scheduled_for",
+               "lease_expires_at"}  # fmt: skip
+    ids = {"id", "saga_id", "reference", "target_id", "idempotency_key", "payload"}
+    assert _columns(reload(fast), moments | ids) == _columns(reload(slow), moments | ids)
+    assert _columns(Saga.objects.get(pk=fast.saga_id), moments | ids) == _columns(
+        Saga.objects.get(pk=slow.saga_id), moments | ids
+    )
+    assert _columns(first_fast, moments | ids) == _columns(first_slow, moments | ids)
+    assert reload(fast).state == "fraud_check" and Saga.objects.get(pk=fast.saga_id).version == 1
+    assert first_fast.idempotency_key == f"{fast.saga_id}:fraud_check:action"
+
+
+def test_a_start_that_cannot_insert_its_booking_writes_nothing_and_sends_nothing(
+    resource, monkeypatch
+):
+    sent = []
+    monkeypatch.setattr(engine, "_send", lambda step_id, queue, countdown: sent.append(step_id))
+    taken = book(resource)
+    sent.clear()
+    # the next booking's reference collides: its INSERT fails, after the saga's in the statement
+    field = Booking._meta.get_field("reference")
+    monkeypatch.setattr(field, "_get_default", lambda: taken.reference)  # cached by Django
+    with pytest.raises(IntegrityError):
+        book(resource, email="second@example.com")
+    assert Saga.objects.count() == 1 and SagaStep.objects.count() == 1  # the first booking's
+    assert Booking.objects.count() == 1 and sent == []
