@@ -569,9 +569,11 @@ def peers() -> None:
     sitting (their own venv, their own database)."""
     import shutil
 
-    source = ROOT.parent / "shared" / "peers"
-    if not source.exists():
-        print("peers: ../shared/peers not found; skipped", flush=True)
+    candidates = [Path(os.environ["BENCH_PEERS"])] if os.environ.get("BENCH_PEERS") else []
+    candidates += [ROOT.parent / "shared" / "peers", Path("/work/shared/peers")]
+    source = next((c for c in candidates if (c / "dbos_saga.py").exists()), None)
+    if source is None:
+        print("peers: not found (../shared/peers, or set BENCH_PEERS=<dir>); skipped", flush=True)
         return
     work = ROOT / "var" / "peers"
     if not (work / ".venv" / "bin" / "python").exists():
@@ -618,10 +620,10 @@ def peers() -> None:
         print(f"peer {label}: {RESULTS['scenarios'][f'peer: {label}']}", flush=True)
 
 
-def table() -> str:
+def table(scenarios: dict) -> str:
     lines = ["| scenario | sagas/s | p50 ms | p95 ms | writes/saga | msgs/saga | CPU ms/saga |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for name, r in RESULTS["scenarios"].items():
+    for name, r in scenarios.items():
         if "sagas_per_s" not in r:
             continue
         cpu = r.get("cpu_ms_per_saga")
@@ -630,7 +632,7 @@ def table() -> str:
             f"| {name} | {r['sagas_per_s']} | {r.get('p50_ms', '')} | {r.get('p95_ms', '')} "
             f"| {r.get('write_xacts_per_saga', '')} | {r.get('messages_per_saga', '')} | {cpu_s} |"
         )
-    others = {k: v for k, v in RESULTS["scenarios"].items() if "sagas_per_s" not in v}
+    others = {k: v for k, v in scenarios.items() if "sagas_per_s" not in v}
     for name, r in others.items():
         lines.append(f"\n{name}: {json.dumps(r)}")
     mine = {
@@ -640,9 +642,9 @@ def table() -> str:
         ),
     }
     for label, key in mine.items():
-        ours = RESULTS["scenarios"].get(key, {}).get("sagas_per_s")
-        for peer in [k for k in RESULTS["scenarios"] if k.startswith("peer: ")]:
-            theirs = RESULTS["scenarios"][peer].get("sagas_per_s")
+        ours = scenarios.get(key, {}).get("sagas_per_s")
+        for peer in [k for k in scenarios if k.startswith("peer: ")]:
+            theirs = scenarios[peer].get("sagas_per_s")
             if ours and theirs:
                 lines.append(f"\nratio {label} / {peer[6:]}: {ours / theirs:.2f}x")
     return "\n".join(lines)
@@ -684,12 +686,14 @@ def main() -> int:
     ARGS.out.mkdir(parents=True, exist_ok=True)
     stem = ARGS.out / date.today().isoformat()
     RESULTS["machine"] = {"cores": os.cpu_count(), "uname": " ".join(os.uname())}
+    this_run = dict(RESULTS["scenarios"])
     if stem.with_suffix(".json").exists():  # a run of a subset adds to the same day's figures
         earlier = json.loads(stem.with_suffix(".json").read_text()).get("scenarios", {})
         RESULTS["scenarios"] = {**earlier, **RESULTS["scenarios"]}
     stem.with_suffix(".json").write_text(json.dumps(RESULTS, indent=2, default=str))
     chart(stem.with_suffix(".png"))
-    print("\n" + table())
+    # The table and its ratios: this run's figures only (one sitting), not the day's others.
+    print("\n" + table(this_run))
     print(f"\nwrote {stem}.json and {stem}.png")
     return 0
 

@@ -63,6 +63,25 @@ def test_an_expired_key_starts_afresh(alice, garden, settings):
 
 
 @pytest.mark.django_db
+def test_a_create_purges_the_clients_own_expired_keys_only(alice, bob, garden):
+    for api, key in ((alice, "old-1"), (alice, "old-2"), (bob, "old-3"), (alice, "live")):
+        assert post(api, booking_body(), key).status_code == 201
+    IdempotencyKey.objects.exclude(key="live").update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert post(alice, booking_body(guest_name="Ada"), "new").status_code == 201
+    kept = set(IdempotencyKey.objects.values_list("key", flat=True))
+    assert kept == {"live", "new", "old-3"}  # bob's expired key waits for bob's next create
+
+
+@pytest.mark.django_db
+def test_the_created_answer_is_the_booking_as_read_back(alice, garden):
+    created = post(alice, booking_body(), "key-1")
+    assert created.status_code == 201
+    assert alice.get(created["Location"]).json() == created.json()
+
+
+@pytest.mark.django_db
 def test_the_expiry_is_configurable(alice, garden, settings):
     settings.API_IDEMPOTENCY_TTL = 60
     post(alice, booking_body(), "key-1")
