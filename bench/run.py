@@ -532,10 +532,89 @@ def api_load() -> None:
         for label, wait in loads.items():
             RESULTS["scenarios"][label] = out = locust_run(token.key, {**env, "LOCUST_WAIT": wait})
             print(f"{label}: {out}", flush=True)
+            if wait != "0.8,1.2":
+                continue
+            # The same load from 50 threads of the standard library's http.client, timed around
+            # each request, before the saturation run leaves the workers a backlog: a second
+            # load generator, to tell the server's figures from the load tool's own (locust is
+            # one gevent process on the same two cores).
+            label = "API, 50 threaded http.client clients at about 1 request/s each"
+            RESULTS["scenarios"][label] = out = threaded_clients(token.key, 8799, seconds=40)
+            print(f"{label}: {out}", flush=True)
     finally:
         os.killpg(web.pid, signal.SIGTERM)
         web.wait(30)
         w.stop()
+
+
+def threaded_clients(token: str, port: int, seconds: float, users: int = 50) -> dict:
+    """`users` threads, each creating a booking or reading one of its own (1 create to 3 reads,
+    like tests/api/locustfile.py), 0.8 to 1.2 s apart, a new connection per request; the first
+    10 s unrecorded. Latency is taken around the whole request, connect to last byte."""
+    import http.client
+    import random
+    import threading
+    import uuid
+
+    timings: dict[str, list[float]] = {"POST": [], "GET": []}
+    failures = [0]
+    recorded_from = time.monotonic() + 10
+    stop = recorded_from + seconds
+
+    def request(method: str, path: str, body: str | None = None) -> tuple[float, int, bytes]:
+        headers = {"Authorization": f"Token {token}", "Connection": "close"}
+        if body:
+            headers.update(
+                {"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())}
+            )
+        started = time.perf_counter()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+        finally:
+            conn.close()
+        return (time.perf_counter() - started) * 1000, response.status, data
+
+    def client(n: int) -> None:
+        mine: list[str] = []
+        rng = random.Random(n)
+        while time.monotonic() < stop:
+            if not mine or rng.random() < 0.25:
+                check_in = date.today() + timedelta(days=rng.randint(1, 300))
+                body = json.dumps({
+                    "resource": "garden-room", "check_in": check_in.isoformat(),
+                    "check_out": (check_in + timedelta(days=2)).isoformat(),
+                    "guest_name": "Load Tester", "guest_email": "load@example.com",
+                    "payment_token": "tok_visa"})  # fmt: skip
+                ms, code, data = request("POST", "/api/v1/bookings/", body)
+                method, ok = "POST", code == 201
+                if ok:
+                    mine.append(json.loads(data)["id"])
+            else:
+                ms, code, _ = request("GET", f"/api/v1/bookings/{rng.choice(mine)}/")
+                method, ok = "GET", code == 200
+            if time.monotonic() >= recorded_from:
+                timings[method].append(ms)
+                failures[0] += not ok
+            time.sleep(rng.uniform(0.8, 1.2))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(users)]
+    for t in threads:
+        t.start()
+        time.sleep(0.02)
+    for t in threads:
+        t.join()
+    out: dict = {"failures": failures[0]}
+    for method, values in timings.items():
+        out[method] = {
+            "requests": len(values),
+            "rps": round(len(values) / seconds, 1),
+            "p50_ms": round(pct(values, 0.5), 1),
+            "p95_ms": round(pct(values, 0.95), 1),
+        }
+    return out
 
 
 def locust_run(token: str, env: dict[str, str], seconds: int = 40) -> dict:
