@@ -156,7 +156,9 @@ def start(
     target: Any = None,
 ) -> Saga:
     """Create a saga and schedule its first step, in the caller's transaction (so that the
-    target and its saga are committed together). The first message leaves after commit.
+    target and its saga are committed together), or, for a new target with no transaction open
+    (PostgreSQL), in one statement (see _start_in_one_statement). The first message leaves
+    after commit.
     `target`, when given, is the object the saga drives, not saved yet or already locked."""
     definition = get_definition(saga_type)
     fields: dict[str, Any] = {"saga_type": saga_type, "target_id": str(target_id)}

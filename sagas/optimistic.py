@@ -230,7 +230,8 @@ def write(
     saga_obj.version += 1
     if new_attempt is not None:
         new_attempt.pk = written[1]
-        new_attempt._state.adding = False
+        _mark_saved(new_attempt)
+    _mark_saved(target_obj)
     return True
 
 
@@ -250,5 +251,15 @@ def insert_all(objects: list[Model]) -> None:
         (last_pk,) = cursor.fetchone()
     objects[-1].pk = last_pk
     for obj in objects:
-        obj._state.adding = False
-        obj._state.db = connection.alias
+        _mark_saved(obj)
+
+
+def _mark_saved(obj: Model) -> None:
+    """What Model.save leaves on an object it inserted or updated: saved, in this database;
+    and (models with django-fsm's ConcurrentTransitionMixin) the state written remembered as
+    the one to check on the next save, as that mixin's save() does."""
+    obj._state.adding = False
+    obj._state.db = connection.alias
+    remember_state = getattr(obj, "_update_initial_state", None)
+    if remember_state is not None:
+        remember_state()

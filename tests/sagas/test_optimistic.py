@@ -237,6 +237,9 @@ def test_a_booking_starts_in_one_statement_with_the_same_rows_as_the_transaction
     assert _columns(first_fast, moments | ids) == _columns(first_slow, moments | ids)
     assert reload(fast).state == "fraud_check" and Saga.objects.get(pk=fast.saga_id).version == 1
     assert first_fast.idempotency_key == f"{fast.saga_id}:fraud_check:action"
+    fast.guest_name = "Ada"  # the object returned is saved as far as Django and django-fsm know
+    fast.save()
+    assert reload(fast).guest_name == "Ada"
 
 
 def test_a_start_that_cannot_insert_its_booking_writes_nothing_and_sends_nothing(
