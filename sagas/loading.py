@@ -4,7 +4,7 @@ one SELECT whose SQL is built once per process.
 `SagaStep.objects.select_related("saga", "saga__booking").filter(pk=...)` gives the same objects,
 but Django compiles that query again on every call, which cost about a third of the read's time
 in the worker's profile. Here the statement and the column converters are prepared on first use
-(per database connection alias and set of target relations) and each call only runs it and
+(per database connection and set of target relations) and each call only runs it and
 builds the objects, with the related-object caches set as select_related sets them.
 """
 
@@ -39,8 +39,8 @@ class _Plan:
 
 
 @cache
-def _plan(alias: str, relations: tuple[str, ...]) -> _Plan:
-    connection = connections[alias]
+def _plan(connection: Any, relations: tuple[str, ...]) -> _Plan:
+    """Per connection object (one per thread and alias): the backend's converters are its."""
     qn = connection.ops.quote_name
     # Any: the stubs type fields, relations and columns as unions (or None) these models never hit
     step_meta: Any = SagaStep._meta
@@ -83,8 +83,8 @@ def _plan(alias: str, relations: tuple[str, ...]) -> _Plan:
 
 def attempt_with_saga(pk: int, relations: tuple[str, ...], using: str = "default") -> Any:
     """The SagaStep `pk` with its saga (and the saga's `relations`) loaded, or None."""
-    plan = _plan(using, relations)
     connection = connections[using]
+    plan = _plan(connection, relations)
     with connection.cursor() as cursor:
         cursor.execute(plan.sql, [pk])
         row = cursor.fetchone()

@@ -109,15 +109,6 @@ def _db_value(f: Field, value: Any) -> Any:
     return f.get_db_prep_save(value, connection)
 
 
-@cache
-def _insert_head(model: type[Model]) -> tuple[str, str]:
-    """('INSERT INTO table (columns)', 'SELECT <one typed parameter per column>')."""
-    fields = _columns(model)
-    columns = ", ".join(_q(f.column) for f in fields)
-    values = ", ".join(f"CAST(%s AS {f.db_type(connection)})" for f in fields)
-    return f"INSERT INTO {_q(model._meta.db_table)} ({columns})", f"SELECT {values}"
-
-
 class _Statement:
     """The CTEs of one statement and their parameters, in order."""
 
@@ -153,18 +144,10 @@ class _Statement:
             f"WHERE {' AND '.join(where)} RETURNING 1 AS ok)"
         )
 
-    def insert(self, name: str, obj: Model, after: str) -> None:
-        """A CTE `name` inserting obj, only if the CTE `after` returned its row."""
-        insert, select = _insert_head(type(obj))
-        for f in _columns(type(obj)):
-            self.params.append(_db_value(f, f.pre_save(obj, True)))
-        pk = obj._meta.pk
-        assert pk is not None
-        self.ctes.append(f"{name} AS ({insert} {select} FROM {after} RETURNING {_q(pk.column)})")
-
-    def insert_new(self, name: str, obj: Model, after: str = "") -> None:
+    def insert(self, name: str, obj: Model, after: str = "") -> None:
         """A CTE `name` inserting obj with every column, its primary key too when it has one
-        already (a UUID made in Python); with `after`, only if that CTE returned its row."""
+        already (a UUID made in Python), returning the primary key; with `after`, only if that
+        CTE returned its row."""
         meta = obj._meta
         assert meta.pk is not None
         fields = [f for f in meta.concrete_fields if not (f.primary_key and obj.pk is None)]
@@ -243,7 +226,7 @@ def insert_all(objects: list[Model]) -> None:
     statement = _Statement()
     previous = ""
     for i, obj in enumerate(objects):
-        statement.insert_new(f"new{i}", obj, after=previous)
+        statement.insert(f"new{i}", obj, after=previous)
         previous = f"new{i}"
     select = f"SELECT * FROM {previous}"  # noqa: S608  # nosec B608
     with connection.cursor() as cursor:

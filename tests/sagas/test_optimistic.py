@@ -7,6 +7,7 @@ worker), on PostgreSQL (it needs data-modifying CTEs)."""
 
 import logging
 import threading
+import uuid
 
 import pytest
 from django.conf import settings
@@ -242,16 +243,30 @@ def test_a_booking_starts_in_one_statement_with_the_same_rows_as_the_transaction
     assert reload(fast).guest_name == "Ada"
 
 
-def test_a_start_that_cannot_insert_its_booking_writes_nothing_and_sends_nothing(
-    resource, monkeypatch, caplog
-):
+def test_a_start_that_cannot_insert_its_booking_writes_nothing_and_sends_nothing(resource, caplog):
     caplog.set_level(logging.WARNING, logger="sagas.engine")
     taken = booked(resource)
     caplog.clear()
-    # the next booking's reference collides: its INSERT fails, after the saga's in the statement
-    field = Booking._meta.get_field("reference")
-    monkeypatch.setattr(field, "_get_default", lambda: taken.reference)  # cached by Django
+    # A booking whose reference is taken: its INSERT fails, after the saga's in the statement.
+    clash = Booking(
+        resource=resource,
+        check_in=taken.check_in,
+        check_out=taken.check_out,
+        guest_name="Ada",
+        guest_email="ada@example.com",
+        payment_token="tok_visa",
+        amount=taken.amount,
+        currency=taken.currency,
+        reference=taken.reference,
+        saga_id=uuid.uuid4(),
+    )
     with pytest.raises(IntegrityError), engine.messages_lost():
-        book(resource, email="second@example.com")
+        engine.start(
+            saga_type="booking",
+            target_id=str(clash.pk),
+            saga_id=clash.saga_id,
+            target=clash,
+            payload={"reference": clash.reference},
+        )
     assert Saga.objects.count() == 1 and SagaStep.objects.count() == 1  # the first booking's
     assert Booking.objects.count() == 1 and sent(caplog) == []
