@@ -60,6 +60,7 @@ def _columns(model: type[Model]) -> tuple[Field, ...]:
     return tuple(f for f in model._meta.concrete_fields if not f.primary_key)
 
 
+@cache
 def _field(model: type[Model], name: str) -> Field:
     return next(f for f in model._meta.concrete_fields if name in (f.name, f.attname))
 
@@ -92,6 +93,19 @@ def _changed(obj: Model, before: dict[str, Any]) -> list[tuple[Field, Any]]:
 def _q(name: str | None) -> str:
     assert name, "a column or table name"
     return connection.ops.quote_name(name)
+
+
+@cache
+def _insert_parts(model: type[Model], with_pk: bool) -> tuple[tuple[Field, ...], str, str]:
+    """The columns an INSERT of `model` writes (its primary key too `with_pk`), and the SQL
+    around the optional FROM: built once per model, the same for every row."""
+    meta = model._meta
+    assert meta.pk is not None
+    fields = tuple(f for f in meta.concrete_fields if with_pk or not f.primary_key)
+    columns = ", ".join(_q(f.column) for f in fields)
+    values = ", ".join(f"CAST(%s AS {f.db_type(connection)})" for f in fields)
+    head = f"INSERT INTO {_q(meta.db_table)} ({columns}) SELECT {values}"  # nosec B608
+    return fields, head, f" RETURNING {_q(meta.pk.column)}"
 
 
 def _db_value(f: Field, value: Any) -> Any:
@@ -148,18 +162,11 @@ class _Statement:
         """A CTE `name` inserting obj with every column, its primary key too when it has one
         already (a UUID made in Python), returning the primary key; with `after`, only if that
         CTE returned its row."""
-        meta = obj._meta
-        assert meta.pk is not None
-        fields = [f for f in meta.concrete_fields if not (f.primary_key and obj.pk is None)]
+        fields, head, tail = _insert_parts(type(obj), obj.pk is not None)
         for f in fields:
             self.params.append(_db_value(f, f.pre_save(obj, True)))
-        columns = ", ".join(_q(f.column) for f in fields)
-        values = ", ".join(f"CAST(%s AS {f.db_type(connection)})" for f in fields)
         source = f" FROM {after}" if after else ""
-        self.ctes.append(
-            f"{name} AS (INSERT INTO {_q(meta.db_table)} ({columns}) "  # nosec B608
-            f"SELECT {values}{source} RETURNING {_q(meta.pk.column)})"
-        )
+        self.ctes.append(f"{name} AS ({head}{source}{tail})")
 
     def sql(self, select: str) -> str:
         return f"WITH {', '.join(self.ctes)} {select}"
@@ -179,7 +186,8 @@ def write(
     row, outcome_fields = outcome
     target_obj, target_before = target
     statement = _Statement()
-    version = _field(type(saga_obj), "version")
+    saga_model: type[Model] = type(saga_obj)
+    version = _field(saga_model, "version")
     statement.update(
         "saga",
         saga_obj,
