@@ -28,14 +28,18 @@ class PgCounters:
     xid: int
     commits: int
     wal_sync: int
+    wal_bytes: int
+    wal_fpi: int
 
     @classmethod
     def read(cls, dsn: str) -> PgCounters:
         with psycopg.connect(dsn, autocommit=True) as c:
             xid = c.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()[0]
             commits = c.execute("SELECT sum(xact_commit) FROM pg_stat_database").fetchone()[0]
-            wal_sync = c.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()[0]
-        return cls(int(xid), int(commits), int(wal_sync))
+            wal_sync, wal_bytes, wal_fpi = c.execute(
+                "SELECT wal_sync, wal_bytes, wal_fpi FROM pg_stat_wal"
+            ).fetchone()
+        return cls(int(xid), int(commits), int(wal_sync), int(wal_bytes), int(wal_fpi))
 
     def delta(self, later: PgCounters) -> dict[str, int]:
         # Each read burns one xid; the stats counters are flushed about once a second.
@@ -43,6 +47,9 @@ class PgCounters:
             "write_xacts": later.xid - self.xid - 1,
             "xact_commit": later.commits - self.commits,
             "wal_sync": later.wal_sync - self.wal_sync,
+            "wal_bytes": later.wal_bytes - self.wal_bytes,
+            # Full-page images: the first change of a page after a checkpoint logs the whole page.
+            "wal_fpi": later.wal_fpi - self.wal_fpi,
         }
 
 

@@ -269,6 +269,8 @@ def run_sagas(
         "write_xacts_per_saga": round(pg["write_xacts"] / n, 2),
         "xacts_per_saga": round(pg["xact_commit"] / n, 2),
         "wal_syncs_per_saga": round(pg["wal_sync"] / n, 2),
+        "wal_kb_per_saga": round(pg["wal_bytes"] / n / 1024, 1),
+        "wal_full_pages_per_saga": round(pg["wal_fpi"] / n, 2),
         "messages_per_saga": round(published / n, 2),
         "cpu_ms_per_saga": {
             k.removesuffix("_cpu_s"): round(v * 1000 / n, 2)
@@ -369,6 +371,16 @@ def worker_scaling() -> None:
         run_sagas(f"happy path, {n} worker process(es)", "happy", 1000, workers=1, pool=n)
 
 
+def _seeded_id(kind: str, since_ms: int) -> str:
+    """SQL for the id of seeded row g, laid out as sagas.models.time_ordered_id makes them (UUID
+    version 7: 48 bits of time in ms, here `since_ms` plus g, then random bits), so that the
+    history is keyed as a real one would be."""
+    return (
+        f"(lpad(to_hex({int(since_ms)}::bigint + g), 12, '0') || '7' "
+        f"|| substr(md5('{kind}' || g), 1, 3) || '8' || substr(md5('{kind}' || g), 4, 15))::uuid"
+    )
+
+
 def seed_history(total: int) -> None:
     """Bring the tables to `total` finished bookings (each with its saga and four attempt rows),
     written by SQL for speed; only the row counts matter to what is measured after."""
@@ -381,13 +393,22 @@ def seed_history(total: int) -> None:
     resource = resources()["bench-hotel"]
     start, stop = have + 1, total
     t0 = time.monotonic()
+    three_days_ago_ms = int((time.time() - 3 * 86400) * 1000)
+    saga_id, booking_id = _seeded_id("s", three_days_ago_ms), _seeded_id("b", three_days_ago_ms)
+    # References as bookings.models.new_reference makes them (random, so new ones land all over
+    # the unique index, as they would in a real history), 10 characters: no collision in 1M.
+    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+    reference = "'BK-' || " + " || ".join(
+        f"substr('{alphabet}', get_byte(decode(md5('r' || g), 'hex'), {i}) %% 32 + 1, 1)"
+        for i in range(10)
+    )
     with connection.cursor() as c:
         c.execute(  # table names from the models, values as parameters
             f"""
             INSERT INTO {Saga._meta.db_table} (id, saga_type, target_id, status, direction,
                 current_step, payload, results, reason, last_error, cancel_reason, created_at,
                 updated_at, finished_at, version)
-            SELECT md5('s' || g)::uuid, 'booking', md5('b' || g)::uuid::text, 'completed',
+            SELECT {saga_id}, 'booking', {booking_id}::text, 'completed',
                 'forward', '', '{{}}', '{{}}', '', '', '', now() - interval '2 days',
                 now() - interval '2 days', now() - interval '2 days', 5
             FROM generate_series(%s::int, %s::int) g""",  # noqa: S608
@@ -400,11 +421,11 @@ def seed_history(total: int) -> None:
                 state_changed_at, cancellation_reason, attention_reason, fraud_decision,
                 payment_status, authorization_ref, room_status, reservation_ref,
                 confirmation_sent_at, saga_id, created_at, updated_at)
-            SELECT md5('b' || g)::uuid, 'SD-' || lpad(g::text, 9, '0'), NULL, %s::bigint,
+            SELECT {booking_id}, {reference}, NULL, %s::bigint,
                 current_date - 400 + (g %% 300), current_date - 399 + (g %% 300), 'Seeded',
                 'seed' || g || '@example.com', 'tok_visa', 100, 'EUR', 'completed',
                 now() - interval '2 days', '', '', 'approved', 'authorized', 'auth_s' || g,
-                'reserved', 'res_s' || g, now() - interval '2 days', md5('s' || g)::uuid,
+                'reserved', 'res_s' || g, now() - interval '2 days', {saga_id},
                 now() - interval '2 days', now() - interval '2 days'
             FROM generate_series(%s::int, %s::int) g""",  # noqa: S608
             [resource.pk, start, stop],
@@ -415,8 +436,8 @@ def seed_history(total: int) -> None:
                 attempt, status, idempotency_key, request, response, error, error_code,
                 outcome_unknown, scheduled_for, lease_expires_at, dispatch_count, started_at,
                 finished_at, task_id, worker, created_at)
-            SELECT md5('s' || g)::uuid, s.name, s.idx, 'action', 1, 1, 'succeeded',
-                md5('s' || g)::uuid::text || ':' || s.name || ':action', '{{}}', '{{}}', '', '',
+            SELECT {saga_id}, s.name, s.idx, 'action', 1, 1, 'succeeded',
+                {saga_id}::text || ':' || s.name || ':action', '{{}}', '{{}}', '', '',
                 false, now() - interval '2 days', now() - interval '2 days', 1,
                 now() - interval '2 days', now() - interval '2 days', '', '',
                 now() - interval '2 days'

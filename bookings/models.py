@@ -3,7 +3,6 @@ each one changes database fields and nothing else (side effects run in the saga'
 which call these transitions to record their outcome)."""
 
 import secrets
-import uuid
 from decimal import Decimal
 
 from django.conf import settings
@@ -11,6 +10,8 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
+
+from sagas.models import time_ordered_id
 
 
 class Resource(models.Model):
@@ -86,7 +87,7 @@ class Booking(ConcurrentTransitionMixin, models.Model):
         "send_email": State.NOTIFYING,
     }
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField(primary_key=True, default=time_ordered_id, editable=False)
     reference = models.CharField(max_length=16, unique=True, default=new_reference, editable=False)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,

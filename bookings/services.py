@@ -5,7 +5,6 @@ messages only after commit (the saga engine does that)."""
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -19,7 +18,7 @@ from django.utils import timezone
 
 from sagas import engine
 from sagas.errors import SagaStateError
-from sagas.models import Saga
+from sagas.models import Saga, time_ordered_id
 
 from .errors import ApplicationError
 from .models import Booking, Resource
@@ -79,7 +78,7 @@ def booking_create(
     assert resource is not None
     nights = (check_out - check_in).days
     amount = (resource.nightly_price * nights).quantize(Decimal("0.01"))
-    saga_id = uuid.uuid4()
+    saga_id = time_ordered_id()
     # Inserted by the saga's start, already in its first state, with the saga and its first
     # attempt: in one transaction, or (PostgreSQL, no transaction open) in one statement.
     booking = Booking(

@@ -4,8 +4,19 @@ SagaEvent row per thing a person or the sweeper did to it."""
 import uuid
 from typing import Any
 
+import uuid6
 from django.db import models
 from django.db.models import Q
+
+
+def time_ordered_id() -> uuid.UUID:
+    """A new primary key: a UUID version 7 (RFC 9562), its first 48 bits the time in ms, the
+    rest random (74 bits). Rows made one after another get ids that sort one after another, so
+    each new row goes to the right-hand end of its primary-key index and of every index on a
+    column that holds it (a saga's target_id, an attempt's saga_id), instead of to a random page
+    of an index of millions of rows: a random key dirties a page in the middle of the index, and
+    the first write of a page after each checkpoint logs the whole page."""
+    return uuid.UUID(int=uuid6.uuid7().int)
 
 
 class Saga(models.Model):
@@ -22,7 +33,7 @@ class Saga(models.Model):
 
     ACTIVE = (Status.RUNNING, Status.COMPENSATING)
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField(primary_key=True, default=time_ordered_id, editable=False)
     saga_type = models.CharField(max_length=64)
     target_id = models.CharField(max_length=64, db_index=True)
     status = models.CharField(max_length=24, choices=Status.choices, default=Status.RUNNING)

@@ -51,6 +51,22 @@ def test_create_computes_the_amount_and_starts_the_saga_in_one_go(resource):
     assert booking.saga.payload["reference"] == booking.reference
 
 
+def test_keys_of_new_bookings_and_sagas_sort_in_the_order_they_were_made(resource):
+    """Time-ordered keys: each new row goes to the end of its indexes, not a random page of
+    them (sagas.models.time_ordered_id), and the keys stay unguessable (74 random bits)."""
+    made = [create(guest_email=f"guest{i}@example.com") for i in range(30)]
+    in_order = [b.pk for b in made]
+    assert list(Booking.objects.order_by("pk").values_list("pk", flat=True)) == in_order
+    assert list(Saga.objects.order_by("pk").values_list("pk", flat=True)) == [
+        b.saga_id for b in made
+    ]
+    assert list(Saga.objects.order_by("target_id").values_list("target_id", flat=True)) == [
+        str(pk) for pk in in_order
+    ]
+    assert {b.pk.version for b in made} == {b.saga_id.version for b in made} == {7}
+    assert len({b.pk.int & (2**62 - 1) for b in made}) == 30  # the random low bits differ
+
+
 @pytest.mark.parametrize(
     "overrides,field",
     [

@@ -4,7 +4,6 @@ console on a large table. Never for a shared database: it refuses any host but t
 import json
 import random
 import time
-import uuid
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -14,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from bookings.models import Booking, Resource
-from sagas.models import Saga, SagaStep
+from sagas.models import Saga, SagaStep, time_ordered_id
 
 STEPS = ("fraud_check", "preauthorize", "confirm", "send_email")
 IN_FLIGHT_STEP = {
@@ -87,9 +86,9 @@ class Command(BaseCommand):
         for i in range(n):
             state = rng.choice(states)
             created_at = now - timedelta(minutes=rng.randint(1, 60 * 24 * 30))
-            saga = Saga(id=uuid.uuid4(), saga_type="booking", target_id="")
+            saga = Saga(id=time_ordered_id(), saga_type="booking", target_id="")
             booking = Booking(
-                id=uuid.uuid4(),
+                id=time_ordered_id(),
                 resource=resource,
                 check_in=date.today() + timedelta(days=rng.randint(1, 300)),
                 check_out=date.today() + timedelta(days=301 + rng.randint(1, 5)),
