@@ -54,9 +54,11 @@ ENV = {
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sagas", type=int, default=2000)
-    p.add_argument("--workers", type=int, default=1, help="celery worker commands")
-    p.add_argument("--pool", type=int, default=3, help="pool size per worker command")
-    p.add_argument("--pool-type", default="prefork", choices=["prefork", "solo", "threads"])
+    p.add_argument(
+        "--processes", type=int, default=os.cpu_count() or 2, help="worker processes (cores)"
+    )
+    p.add_argument("--pool-type", default="solo", choices=["solo", "prefork", "threads"])
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of ours and the peers")
     p.add_argument("--only", default="", help="comma-separated subset of scenarios")
     p.add_argument("--skip", default="", help="comma-separated scenarios to skip")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
@@ -106,11 +108,14 @@ RESULTS: dict = {"machine": {}, "scenarios": {}}
 
 
 class Workers:
-    """N `celery worker` processes (prefork, 2 each) on the bench queue."""
+    """`processes` worker processes on the bench queue: as many `celery worker --pool solo`
+    commands (the default, one per core: no parent process relaying each message to a pool
+    child), or one command with a pool of that size (--pool-type prefork or threads)."""
 
-    def __init__(self, n: int, concurrency: int = 2) -> None:
+    def __init__(self, processes: int) -> None:
         self.procs = []
-        for i in range(n):
+        solo = ARGS.pool_type == "solo"
+        for i in range(processes if solo else 1):
             log = open(LOGS / f"worker-{i}.log", "a")  # noqa: SIM115  (owned by the process)
             self.procs.append(
                 subprocess.Popen(
@@ -122,8 +127,8 @@ class Workers:
                         "config",
                         "worker",
                         "--loglevel=WARNING",
-                        f"--concurrency={concurrency}",
                         f"--pool={ARGS.pool_type}",
+                        *([] if solo else [f"--concurrency={processes}"]),
                         f"--queues={QUEUE}",
                         f"--hostname=bench{i}@%h",
                         "--without-gossip",
@@ -222,17 +227,17 @@ def run_sagas(
     n: int,
     *,
     rate: float | None = None,
-    workers: int | None = None,
+    processes: int | None = None,
     fresh: bool = True,
-    pool: int | None = None,
+    keep: bool = True,
 ) -> dict:
     """Create n bookings through the service layer (as fast as possible, or at `rate` per
     second) with real workers running, wait until every saga ended, and measure."""
     if fresh:
         reset_bookings()
     resources()
-    pool = pool or ARGS.pool
-    w = Workers(workers or ARGS.workers, concurrency=pool)
+    processes = processes or ARGS.processes
+    w = Workers(processes)
     sequence = plan(kind, n)
     pg0, pub0, cpu = PgCounters.read(PG_DSN), redis_publishes(REDIS_URL), CpuMeter().start()
     started = time.monotonic()
@@ -279,9 +284,11 @@ def run_sagas(
         },
         "wall_s": round(wall, 1),
         "offered_rate": rate,
-        "worker_processes": (workers or ARGS.workers) * pool,
+        "worker_processes": processes,
+        "pool": ARGS.pool_type,
     }
-    RESULTS["scenarios"][label] = result
+    if keep:
+        RESULTS["scenarios"][label] = result
     print(f"{label}: {json.dumps(result)}", flush=True)
     return result
 
@@ -368,7 +375,7 @@ def queries_per_saga() -> None:
 @scenario("workers")
 def worker_scaling() -> None:
     for n in (1, 2, 4):
-        run_sagas(f"happy path, {n} worker process(es)", "happy", 1000, workers=1, pool=n)
+        run_sagas(f"happy path, {n} worker process(es)", "happy", 1000, processes=n)
 
 
 def _seeded_id(kind: str, since_ms: int) -> str:
@@ -542,7 +549,7 @@ def api_load() -> None:
         env={**os.environ, **web_env}, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
-    w = Workers(ARGS.workers, concurrency=2)
+    w = Workers(ARGS.processes)
     loads = {
         # 50 clients each waiting 0.8-1.2 s between requests (about 50 requests/s offered)
         "API, 50 clients at about 1 request/s each": "0.8,1.2",
@@ -666,10 +673,14 @@ def locust_run(token: str, env: dict[str, str], seconds: int = 40) -> dict:
     return out
 
 
-@scenario("peers")
-def peers() -> None:
-    """The DBOS workflow and the hand-rolled Celery chain from ../shared/peers, in this same
-    sitting (their own venv, their own database)."""
+PEERS_WORK = ROOT / "var" / "peers"
+DBOS = "DBOS (procs 2, concurrency 8, poll 0.01 s)"
+CHAIN = "Celery chain (prefork c=2)"
+
+
+def _peers_ready() -> dict[str, list[str]] | None:
+    """The peers' commands, their venv and database made ready; None if ../shared/peers is not
+    there."""
     import shutil
 
     candidates = [Path(os.environ["BENCH_PEERS"])] if os.environ.get("BENCH_PEERS") else []
@@ -677,8 +688,8 @@ def peers() -> None:
     source = next((c for c in candidates if (c / "dbos_saga.py").exists()), None)
     if source is None:
         print("peers: not found (../shared/peers, or set BENCH_PEERS=<dir>); skipped", flush=True)
-        return
-    work = ROOT / "var" / "peers"
+        return None
+    work = PEERS_WORK
     if not (work / ".venv" / "bin" / "python").exists():
         shutil.copytree(source, work, dirs_exist_ok=True)
         sh(sys.executable, "-m", "venv", str(work / ".venv"))
@@ -694,33 +705,88 @@ def peers() -> None:
         if not c.execute("SELECT 1 FROM pg_database WHERE datname='bench'").fetchone():
             c.execute("CREATE DATABASE bench OWNER bench")
     py = str(work / ".venv" / "bin" / "python")
-    runs = {
-        "DBOS (procs 2, concurrency 8, poll 0.01 s)": [
-            py, "dbos_saga.py", "--runs", "1", "--concurrency", "8", "--procs", "2",
-            "--preping", "0"],
-        "Celery chain (prefork c=2)": [py, "celery_chain.py", "--runs", "1", "--concurrency", "2"],
+    return {
+        DBOS: [py, "dbos_saga.py", "--runs", "1", "--concurrency", "8", "--procs", "2",
+               "--preping", "0"],
+        CHAIN: [py, "celery_chain.py", "--runs", "1", "--concurrency", "2"],
     }  # fmt: skip
-    for label, cmd in runs.items():
-        done = subprocess.run(
-            cmd,
-            cwd=work,
-            capture_output=True,
-            text=True,
-            timeout=900,
-            env={**os.environ, "BENCH_REDIS": "redis://127.0.0.1:6379/13"},
-        )
-        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
-        if not lines:
-            print(f"peer {label} failed:\n{done.stdout[-1500:]}\n{done.stderr[-1500:]}")
-            continue
-        median = json.loads(lines[-1][7:])["median"]
-        RESULTS["scenarios"][f"peer: {label}"] = {
-            "sagas_per_s": round(median["sagas_s"], 1),
-            "p50_ms": round(median["p50_ms"], 1),
-            "p95_ms": round(median["p95_ms"], 1),
-            "write_xacts_per_saga": round(median["write_xacts_per_saga"], 2),
-        }
-        print(f"peer {label}: {RESULTS['scenarios'][f'peer: {label}']}", flush=True)
+
+
+def _run_peer(label: str, cmd: list[str]) -> dict | None:
+    done = subprocess.run(
+        cmd,
+        cwd=PEERS_WORK,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "BENCH_REDIS": "redis://127.0.0.1:6379/13"},
+    )
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+    if not lines:
+        print(f"peer {label} failed:\n{done.stdout[-1500:]}\n{done.stderr[-1500:]}")
+        return None
+    median = json.loads(lines[-1][7:])["median"]
+    return {
+        "sagas_per_s": round(median["sagas_s"], 1),
+        "p50_ms": round(median["p50_ms"], 1),
+        "p95_ms": round(median["p95_ms"], 1),
+        "write_xacts_per_saga": round(median["write_xacts_per_saga"], 2),
+    }
+
+
+OURS = {
+    "peers' workload (remote providers)": "remote",
+    "sandbox ledgers in our database": "sandbox",
+}
+
+
+@scenario("peers")
+def peers() -> None:
+    """The DBOS workflow and the hand-rolled Celery chain from ../shared/peers (their own venv,
+    their own database), in rounds interleaved with our happy path on both workloads: ours,
+    DBOS, the chain, then again. This machine is shared and its speed drifts by tens of percent
+    from one minute to the next, so each ratio is taken within one round (minutes apart at
+    most) and the table gives the median of the rounds' ratios, with each round's."""
+    from bench.remote import PROVIDERS
+
+    commands = _peers_ready()
+    if commands is None:
+        return
+    rounds: list[dict[str, float]] = []
+    peer_figures: dict[str, list[dict]] = {label: [] for label in commands}
+    for number in range(1, ARGS.rounds + 1):
+        figures: dict[str, float] = {}
+        for label, kind in OURS.items():
+            if kind == "remote":
+                os.environ.update(PROVIDERS)  # read by the workers started now
+            try:
+                ours = run_sagas(f"round {number}: {label}", "happy", ARGS.sagas, keep=False)
+            finally:
+                for name in PROVIDERS:
+                    os.environ.pop(name, None)
+            figures[label] = ours["sagas_per_s"]
+        for label, cmd in commands.items():
+            theirs = _run_peer(label, cmd)
+            if theirs is not None:
+                peer_figures[label].append(theirs)
+                figures[label] = theirs["sagas_per_s"]
+                print(f"round {number}: peer {label}: {theirs}", flush=True)
+        rounds.append(figures)
+    for label, runs in peer_figures.items():
+        if runs:
+            RESULTS["scenarios"][f"peer: {label}"] = {
+                key: round(pct([r[key] for r in runs], 0.5), 2) for key in runs[0]
+            } | {"rounds": len(runs)}
+    ratios = {}
+    for ours_label in OURS:
+        for peer in commands:
+            per_round = [r[ours_label] / r[peer] for r in rounds if ours_label in r and peer in r]
+            if per_round:
+                ratios[f"{ours_label} / {peer}"] = {
+                    "median": round(pct(per_round, 0.5), 2),
+                    "rounds": [round(x, 2) for x in per_round],
+                }
+    RESULTS["scenarios"]["ratios, interleaved rounds"] = {"rounds": rounds, "ratios": ratios}
 
 
 def table(scenarios: dict) -> str:
@@ -735,21 +801,17 @@ def table(scenarios: dict) -> str:
             f"| {name} | {r['sagas_per_s']} | {r.get('p50_ms', '')} | {r.get('p95_ms', '')} "
             f"| {r.get('write_xacts_per_saga', '')} | {r.get('messages_per_saga', '')} | {cpu_s} |"
         )
-    others = {k: v for k, v in scenarios.items() if "sagas_per_s" not in v}
+    others = {
+        k: v
+        for k, v in scenarios.items()
+        if "sagas_per_s" not in v and k != "ratios, interleaved rounds"
+    }
     for name, r in others.items():
         lines.append(f"\n{name}: {json.dumps(r)}")
-    mine = {
-        "happy path (sandbox ledgers in our database)": "happy path, saturation",
-        "happy path, peers' workload (remote providers)": (
-            "happy path, saturation, remote providers (peers' workload)"
-        ),
-    }
-    for label, key in mine.items():
-        ours = scenarios.get(key, {}).get("sagas_per_s")
-        for peer in [k for k in scenarios if k.startswith("peer: ")]:
-            theirs = scenarios[peer].get("sagas_per_s")
-            if ours and theirs:
-                lines.append(f"\nratio {label} / {peer[6:]}: {ours / theirs:.2f}x")
+    rounds = scenarios.get("ratios, interleaved rounds", {}).get("ratios", {})
+    for label, r in rounds.items():
+        each = ", ".join(f"{x:.2f}" for x in r["rounds"])
+        lines.append(f"\nratio {label}: {r['median']:.2f}x (median of rounds: {each})")
     return "\n".join(lines)
 
 

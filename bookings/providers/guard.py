@@ -69,13 +69,61 @@ def _now() -> float:
 
 
 # --- values read once per guarded call -----------------------------------------------------------
-# A guarded call reads everything it needs from the coordination cache in one round trip: the
-# breaker's state, generation and failure count, and the keys other modules registered for the
-# provider (the sandbox's outage flag). Code running inside the call reads them with `shared`.
+# A guarded call needs from the coordination cache: the breaker's state, generation and failure
+# count, and the keys other modules registered for the provider (the sandbox's outage flag).
+# Code running inside the call reads them with `shared`.
+#
+# A process reads them for every provider at once, in one round trip, and answers the guarded
+# calls it makes in the next settings.BOOKING_GUARD_READ_MAX_AGE seconds (0.1 by default) from
+# that read: one Redis round trip per step was a fifth of a worker's own CPU per saga. So a
+# circuit another process opens, or an outage flag it sets, is seen here at most that much
+# later (calls already in flight race it anyway); whatever this process writes to a breaker or
+# an outage flag drops its read at once. 0 reads at every call.
 
 _EXTRA_KEYS: dict[str, list[str]] = {}
 _read_at_call: ContextVar[dict[str, Any] | None] = ContextVar("guard_read_at_call", default=None)
 _ABSENT = object()
+
+
+@dataclass
+class _Snapshot:
+    values: dict[str, Any]
+    keys: frozenset[str]
+    taken_at: float
+
+
+_snapshot = _Snapshot({}, frozenset(), float("-inf"))
+
+
+def forget_shared_reads() -> None:
+    """Read the coordination cache again at the next guarded call (this process changed it)."""
+    _snapshot.taken_at = float("-inf")
+
+
+def _keys_of(provider: str, generation: int) -> list[str]:
+    """What a guarded call to `provider` reads, its failures as of `generation`."""
+    prefix = f"circuit:{provider}"
+    return [
+        f"{prefix}:state",
+        f"{prefix}:generation",
+        f"{prefix}:failures:{generation}",
+        *_EXTRA_KEYS.get(provider, ()),
+    ]
+
+
+def _read_shared(cache: BaseCache, wanted: list[str]) -> dict[str, Any]:
+    """`wanted` keys' values: from this process's read of every provider's keys if it is recent
+    enough and holds them all, else from a new one (one round trip)."""
+    max_age = settings.BOOKING_GUARD_READ_MAX_AGE
+    now = time.monotonic()
+    if now - _snapshot.taken_at >= max_age or not _snapshot.keys.issuperset(wanted):
+        keys = set(wanted)
+        if max_age > 0:
+            for provider in PROVIDERS:
+                keys.update(_keys_of(provider, CircuitBreaker._generations.get(provider, 0)))
+        _snapshot.values = cache.get_many(sorted(keys))
+        _snapshot.keys, _snapshot.taken_at = frozenset(keys), now
+    return {k: _snapshot.values.get(k) for k in wanted}
 
 
 def read_with_each_call(provider: str, key: str) -> None:
@@ -207,9 +255,7 @@ class CircuitBreaker:
         `succeeded`, and what was read: the failure count of that generation and the `extra`
         keys (one cache round trip for all of it, in the common case)."""
         failures_key = self._failures_key(self._last_generation)
-        wanted = [self._state_key, self._generation_key, failures_key, *extra]
-        seen = self.cache.get_many(wanted)
-        read = {k: seen.get(k) for k in wanted}
+        read = _read_shared(self.cache, [*_keys_of(self.provider, self._last_generation), *extra])
         generation = int(read[self._generation_key] or 0)
         if generation != self._last_generation:  # a success started a new generation meanwhile
             CircuitBreaker._generations[self.provider] = generation
@@ -238,6 +284,7 @@ class CircuitBreaker:
         if generation is None or generation < 0:
             if self.cache.get(self._state_key) is not None:
                 self.cache.delete_many([self._state_key, self._probe_key])
+                forget_shared_reads()
                 CIRCUIT_TRANSITIONS.labels(self.provider, "closed").inc()
                 log.warning(
                     "circuit closed: provider answers again", extra={"provider": self.provider}
@@ -249,10 +296,12 @@ class CircuitBreaker:
             failures = self.cache.get(failures_key)
         if failures:
             self.cache.set(self._generation_key, generation + 1, timeout=None)
+            forget_shared_reads()
 
     def failed(self, key: str) -> bool:
         """Count a transient failure of the call made with `key`; True when the circuit is
         open afterwards (this failure opened it, or a half-open probe failed)."""
+        forget_shared_reads()  # the failure count changes
         if self.cache.get(self._state_key) is not None:
             self._open(reason="probe failed")
             return True
@@ -273,6 +322,7 @@ class CircuitBreaker:
             self._state_key, {"opened_at": now, "retry_at": now + self.cool_down}, timeout=None
         )
         self.cache.delete(self._probe_key)
+        forget_shared_reads()
         CIRCUIT_TRANSITIONS.labels(self.provider, "open").inc()
         log.warning(
             "circuit opened",
@@ -283,6 +333,7 @@ class CircuitBreaker:
         """Close the circuit and forget its failures (tests, or an operator after a fix)."""
         self.cache.delete_many([self._state_key, self._probe_key])
         self.cache.set(self._generation_key, self._generation() + 1, timeout=None)
+        forget_shared_reads()
 
 
 def circuit(provider: str) -> CircuitBreaker:

@@ -10,7 +10,13 @@ import time
 
 from sagas.errors import TransientError
 
-from .guard import PROVIDERS, coordination_cache, read_with_each_call, shared
+from .guard import (
+    PROVIDERS,
+    coordination_cache,
+    forget_shared_reads,
+    read_with_each_call,
+    shared,
+)
 
 
 def _key(provider: str) -> str:
@@ -27,12 +33,14 @@ def take_down(provider: str, seconds: float) -> float:
         raise ValueError(f"unknown provider {provider!r}; one of {', '.join(PROVIDERS)}")
     until = time.time() + seconds
     coordination_cache().set(_key(provider), until, timeout=max(1, round(seconds)))
+    forget_shared_reads()
     return until
 
 
 def bring_up(provider: str) -> None:
     """End an outage early."""
     coordination_cache().delete(_key(provider))
+    forget_shared_reads()
 
 
 def down_until(provider: str) -> float | None:

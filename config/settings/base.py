@@ -281,6 +281,10 @@ BOOKING_PROVIDER_RATE_LIMITS = env_json("BOOKING_PROVIDER_RATE_LIMITS", {})
 # Per-provider overrides: BOOKING_CIRCUIT_BREAKERS='{"payments": {"cool_down": 60}}'.
 BOOKING_CIRCUIT_BREAKER_DEFAULTS = {"failure_threshold": 5, "window": 60, "cool_down": 15}
 BOOKING_CIRCUIT_BREAKERS = env_json("BOOKING_CIRCUIT_BREAKERS", {})
+# A worker reads every provider's circuit state (and the sandbox outage flags) in one round trip
+# and answers its guarded calls from that read for this many seconds; a circuit opened by
+# another process is seen at most this late. 0: one round trip per call.
+BOOKING_GUARD_READ_MAX_AGE = float(env("BOOKING_GUARD_READ_MAX_AGE", "0.1"))
 # Every process of a deployment must see the same circuit state, rate-limit counters and sandbox
 # outage flags: Redis in production (COORDINATION_CACHE_URL, else CACHE_URL); on one machine
 # without Redis (`make run`), a file cache under DATA_DIR that all local processes share.

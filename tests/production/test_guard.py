@@ -8,7 +8,7 @@ import time
 import pytest
 from django.core.management import call_command
 
-from bookings.providers import outage
+from bookings.providers import guard, outage
 from bookings.providers.guard import (
     CircuitBreaker,
     RateLimiter,
@@ -181,18 +181,66 @@ def count_round_trips(monkeypatch) -> list[str]:
     return calls
 
 
-def test_a_call_to_a_healthy_provider_costs_one_round_trip_outage_flag_included(monkeypatch):
-    circuit("fraud").reset()
-
+def sandbox_call_to(provider: str):
     def sandbox_call(_ctx: StepContext) -> dict:
-        outage.raise_if_down("fraud")  # the sandbox's own check, read with the breaker's state
+        outage.raise_if_down(provider)  # the sandbox's own check, read with the breaker's state
         return {"ok": True}
 
-    step = guarded("fraud", sandbox_call)
-    step(ctx("warm-up"))  # learns the failure generation
+    return guarded(provider, sandbox_call)
+
+
+def test_calls_to_every_provider_share_one_round_trip_per_read_interval(monkeypatch, settings):
+    settings.BOOKING_GUARD_READ_MAX_AGE = 0.5
+    providers = ("fraud", "payments", "inventory", "email")
+    for provider in providers:
+        circuit(provider).reset()
+    steps = [sandbox_call_to(provider) for provider in providers]
+    for step in steps:
+        step(ctx("warm-up"))  # each provider's failure generation learnt
     calls = count_round_trips(monkeypatch)
+    guard.forget_shared_reads()
+    for _ in range(3):
+        for step in steps:
+            assert step(ctx("k1")) == {"ok": True}
+    assert calls == ["get_many"]  # twelve calls, four providers, outage flags included
+    time.sleep(0.55)
+    steps[1](ctx("k2"))
+    assert calls == ["get_many", "get_many"]  # the read grew old: read again, once
+
+
+def test_with_no_read_interval_each_call_reads_its_provider_once(monkeypatch, settings):
+    settings.BOOKING_GUARD_READ_MAX_AGE = 0
+    step = sandbox_call_to("fraud")
+    step(ctx("warm-up"))
+    calls = count_round_trips(monkeypatch)
+    for key in ("k1", "k2", "k3"):
+        assert step(ctx(key)) == {"ok": True}
+    assert calls == ["get_many"] * 3
+
+
+def test_a_circuit_another_process_opened_is_seen_once_the_read_is_older_than_the_interval(
+    settings,
+):
+    settings.BOOKING_GUARD_READ_MAX_AGE = 0.3
+    circuit("payments").reset()
+    step = sandbox_call_to("payments")
+    step(ctx("warm-up"))  # the failure generation learnt
     assert step(ctx("k1")) == {"ok": True}
-    assert calls == ["get_many"]
+    # Another process opens the circuit: written straight into the shared cache, as its
+    # CircuitBreaker._open does, without this process knowing.
+    now = time.time()
+    coordination_cache().set(
+        "circuit:payments:state", {"opened_at": now, "retry_at": now + 30}, timeout=None
+    )
+    try:
+        assert step(ctx("k2")) == {"ok": True}  # this process's read is still young
+        time.sleep(0.35)
+        with pytest.raises(Deferral) as deferred:
+            step(ctx("k3"))
+        assert deferred.value.code == "circuit_open"
+    finally:
+        circuit("payments").reset()
+    assert step(ctx("k4")) == {"ok": True}  # this process reset it: seen at once
 
 
 def test_an_outage_flag_set_before_the_call_is_seen_by_it():
