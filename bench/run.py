@@ -293,6 +293,73 @@ def run_sagas(
     return result
 
 
+def run_rows_first(label: str, n: int, *, keep: bool = True) -> dict:
+    """The Celery chain peer's method: its saga rows are inserted before its clock starts, and
+    the clock runs from the first message sent to the last saga done. Here the same: n bookings
+    are created through the service layer (booking, saga and first attempt rows) with their
+    first messages held back, the workers started, and then the clock runs while the n first
+    messages are sent and the sagas run to `completed`."""
+    import logging
+
+    from sagas import engine
+    from sagas.models import SagaStep
+
+    reset_bookings()
+    resources()
+    created_since = timezone.now()
+    quiet = logging.getLogger("sagas.engine")
+    level, quiet.level = quiet.level, logging.ERROR  # one "dropped" warning per message held
+    try:
+        with engine.messages_lost():
+            for i, (resource, token) in enumerate(plan("happy", n)):
+                create(resource, token, i)
+    finally:
+        quiet.level = level
+    attempts = list(
+        SagaStep.objects.filter(status="scheduled", saga__booking__created_at__gte=created_since)
+        .order_by("id")
+        .values_list("id", "saga_id")
+    )
+    w = Workers(ARGS.processes)
+    pg0, cpu = PgCounters.read(PG_DSN), CpuMeter().start()
+    sent_at = {}
+    started = time.time()
+    for step_id, saga_id in attempts:
+        sent_at[saga_id] = time.time()
+        engine._send(step_id, QUEUE, 0)
+    wait_all_ended(n, created_since)
+    cpu_split = cpu.stop()
+    time.sleep(1.2)  # the statistics collector flushes about once a second
+    pg = pg0.delta(PgCounters.read(PG_DSN))
+    w.stop()
+    finished = dict(
+        Booking.objects.filter(created_at__gte=created_since).values_list(
+            "saga_id", "saga__finished_at"
+        )
+    )
+    last = max(f for f in finished.values() if f).timestamp()
+    latencies = [(finished[s].timestamp() - t) * 1000 for s, t in sent_at.items() if finished[s]]
+    result = {
+        "sagas": n,
+        "sagas_per_s": round(n / (last - started), 1),
+        "p50_ms": round(pct(latencies, 0.5), 1),
+        "p95_ms": round(pct(latencies, 0.95), 1),
+        "write_xacts_per_saga": round(pg["write_xacts"] / n, 2),
+        "cpu_ms_per_saga": {
+            k.removesuffix("_cpu_s"): round(v * 1000 / n, 2)
+            for k, v in cpu_split.items()
+            if k.endswith("_cpu_s")
+        },
+        "worker_processes": ARGS.processes,
+        "pool": ARGS.pool_type,
+        "note": "rows made before the clock, as the Celery chain peer does",
+    }
+    if keep:
+        RESULTS["scenarios"][label] = result
+    print(f"{label}: {json.dumps(result)}", flush=True)
+    return result
+
+
 SCENARIOS = {}
 
 
@@ -330,6 +397,19 @@ def saga_remote_providers() -> None:
     os.environ.update(PROVIDERS)  # read by the workers started now
     try:
         run_sagas("happy path, saturation, remote providers (peers' workload)", "happy", ARGS.sagas)
+    finally:
+        for name in PROVIDERS:
+            del os.environ[name]
+
+
+@scenario("rows-first")
+def saga_rows_first() -> None:
+    """The peers' workload timed as the Celery chain peer times itself (run_rows_first)."""
+    from bench.remote import PROVIDERS
+
+    os.environ.update(PROVIDERS)  # read by the workers started now
+    try:
+        run_rows_first(f"happy path, saturation, {ROWS_FIRST}", ARGS.sagas)
     finally:
         for name in PROVIDERS:
             del os.environ[name]
@@ -674,6 +754,7 @@ def locust_run(token: str, env: dict[str, str], seconds: int = 40) -> dict:
 
 
 PEERS_WORK = ROOT / "var" / "peers"
+ROWS_FIRST = "peers' workload, rows made before the clock (the chain peer's method)"
 DBOS = "DBOS (procs 2, concurrency 8, poll 0.01 s)"
 CHAIN = "Celery chain (prefork c=2)"
 
@@ -736,6 +817,7 @@ def _run_peer(label: str, cmd: list[str]) -> dict | None:
 
 OURS = {
     "peers' workload (remote providers)": "remote",
+    ROWS_FIRST: "rows-first",
     "sandbox ledgers in our database": "sandbox",
 }
 
@@ -757,10 +839,13 @@ def peers() -> None:
     for number in range(1, ARGS.rounds + 1):
         figures: dict[str, float] = {}
         for label, kind in OURS.items():
-            if kind == "remote":
+            if kind != "sandbox":
                 os.environ.update(PROVIDERS)  # read by the workers started now
             try:
-                ours = run_sagas(f"round {number}: {label}", "happy", ARGS.sagas, keep=False)
+                if kind == "rows-first":
+                    ours = run_rows_first(f"round {number}: {label}", ARGS.sagas, keep=False)
+                else:
+                    ours = run_sagas(f"round {number}: {label}", "happy", ARGS.sagas, keep=False)
             finally:
                 for name in PROVIDERS:
                     os.environ.pop(name, None)
