@@ -907,15 +907,18 @@ def chart(path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+    import textwrap
+
     import matplotlib.pyplot as plt
 
     rows = [(k, v["sagas_per_s"]) for k, v in RESULTS["scenarios"].items() if "sagas_per_s" in v]
     if not rows:
         return
-    fig, ax = plt.subplots(figsize=(10, 0.45 * len(rows) + 1.5))
-    names = [k for k, _ in rows]
-    colors = ["#9aa5b1" if k.startswith("peer: ") else "#2f6f9f" for k in names]
+    fig, ax = plt.subplots(figsize=(11, 0.55 * len(rows) + 1.5))
+    names = [textwrap.fill(k, 48) for k, _ in rows]
+    colors = ["#9aa5b1" if k.startswith("peer: ") else "#2f6f9f" for k, _ in rows]
     ax.barh(names, [v for _, v in rows], color=colors)
+    ax.set_xlim(0, max(v for _, v in rows) * 1.12)
     ax.invert_yaxis()
     ax.set_xlabel("sagas per second (4 steps, durable), higher is better")
     ax.set_title(f"make bench, {date.today().isoformat()}, {os.cpu_count()} cores")
