@@ -620,11 +620,15 @@ def api_load() -> None:
     env = {"API_THROTTLE_CLIENT": "1000000/minute", "API_THROTTLE_ANON": "1000000/minute",
            "BENCH_RESOURCE": "bench-hotel"}  # fmt: skip
     log = open(LOGS / "gunicorn.log", "a")  # noqa: SIM115  (owned by the process)
+    # gunicorn's own time for each request (%(L)s), to tell the server's figures from the load
+    # generators' (each load's requests are the lines it added to the file).
+    access = Path(os.environ.get("BENCH_ACCESS_LOG", LOGS / "gunicorn-access.log"))
+    access.touch()
     # gunicorn as deployed (config/gunicorn.py: 2 x cores + 1 processes), on 127.0.0.1.
     web_env = {"WEB_BIND": "127.0.0.1", "PORT": "8799", **env}
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.py",
-         "--access-logfile", os.environ.get("BENCH_ACCESS_LOG", "/dev/null"),
+         "--access-logfile", str(access),
          "--access-logformat", "%(m)s %(s)s %(L)s"],
         env={**os.environ, **web_env}, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -641,7 +645,9 @@ def api_load() -> None:
         # Unrecorded warm-up: each gunicorn process's first requests import and connect.
         locust_run(token.key, {**env, "LOCUST_WAIT": "0.5,1"}, seconds=15)
         for label, wait in loads.items():
-            RESULTS["scenarios"][label] = out = locust_run(token.key, {**env, "LOCUST_WAIT": wait})
+            mark = access.stat().st_size
+            out = locust_run(token.key, {**env, "LOCUST_WAIT": wait})
+            RESULTS["scenarios"][label] = out = {**out, "server_side": server_times(access, mark)}
             print(f"{label}: {out}", flush=True)
             if wait != "0.8,1.2":
                 continue
@@ -650,12 +656,33 @@ def api_load() -> None:
             # load generator, to tell the server's figures from the load tool's own (locust is
             # one gevent process on the same two cores).
             label = "API, 50 threaded http.client clients at about 1 request/s each"
-            RESULTS["scenarios"][label] = out = threaded_clients(token.key, 8799, seconds=40)
+            mark = access.stat().st_size
+            out = threaded_clients(token.key, 8799, seconds=40)
+            # (the server's figures include the clients' first, unrecorded 10 s)
+            RESULTS["scenarios"][label] = out = {**out, "server_side": server_times(access, mark)}
             print(f"{label}: {out}", flush=True)
     finally:
         os.killpg(web.pid, signal.SIGTERM)
         web.wait(30)
         w.stop()
+
+
+def server_times(access: Path, offset: int) -> dict:
+    """p50/p95 of gunicorn's own request times, by method, for the lines after `offset`."""
+    times: dict[str, list[float]] = {}
+    with access.open() as f:
+        f.seek(offset)
+        for line in f:
+            method, _status, seconds = line.split()
+            times.setdefault(method, []).append(float(seconds) * 1000)
+    return {
+        method: {
+            "requests": len(v),
+            "p50_ms": round(pct(v, 0.5), 1),
+            "p95_ms": round(pct(v, 0.95), 1),
+        }
+        for method, v in times.items()
+    }
 
 
 def threaded_clients(token: str, port: int, seconds: float, users: int = 50) -> dict:
