@@ -85,19 +85,21 @@ _read_at_call: ContextVar[dict[str, Any] | None] = ContextVar("guard_read_at_cal
 _ABSENT = object()
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Snapshot:
     values: dict[str, Any]
     keys: frozenset[str]
     taken_at: float
 
 
-_snapshot = _Snapshot({}, frozenset(), float("-inf"))
+_NEVER = _Snapshot({}, frozenset(), float("-inf"))
+_snapshot = _NEVER  # replaced whole, never changed in place: threads see one read or another
 
 
 def forget_shared_reads() -> None:
     """Read the coordination cache again at the next guarded call (this process changed it)."""
-    _snapshot.taken_at = float("-inf")
+    global _snapshot
+    _snapshot = _NEVER
 
 
 def _keys_of(provider: str, generation: int) -> list[str]:
@@ -114,16 +116,18 @@ def _keys_of(provider: str, generation: int) -> list[str]:
 def _read_shared(cache: BaseCache, wanted: list[str]) -> dict[str, Any]:
     """`wanted` keys' values: from this process's read of every provider's keys if it is recent
     enough and holds them all, else from a new one (one round trip)."""
+    global _snapshot
     max_age = settings.BOOKING_GUARD_READ_MAX_AGE
     now = time.monotonic()
-    if now - _snapshot.taken_at >= max_age or not _snapshot.keys.issuperset(wanted):
+    snapshot = _snapshot
+    if now - snapshot.taken_at >= max_age or not snapshot.keys.issuperset(wanted):
         keys = set(wanted)
         if max_age > 0:
             for provider in PROVIDERS:
                 keys.update(_keys_of(provider, CircuitBreaker._generations.get(provider, 0)))
-        _snapshot.values = cache.get_many(sorted(keys))
-        _snapshot.keys, _snapshot.taken_at = frozenset(keys), now
-    return {k: _snapshot.values.get(k) for k in wanted}
+        snapshot = _Snapshot(cache.get_many(sorted(keys)), frozenset(keys), now)
+        _snapshot = snapshot
+    return {k: snapshot.values.get(k) for k in wanted}
 
 
 def read_with_each_call(provider: str, key: str) -> None:
