@@ -39,6 +39,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--broker", choices=sorted(BROKERS), default="redis")
     p.add_argument("--workers", type=int, default=2, help="worker processes")
     p.add_argument("--concurrency", type=int, default=2, help="pool size of each worker")
+    p.add_argument("--pool", default="prefork", choices=["prefork", "solo"], help="worker pool")
     p.add_argument("--fault-every", type=float, default=25, help="mean seconds between faults")
     p.add_argument("--settle", type=float, default=240, help="seconds allowed to recover")
     p.add_argument(
@@ -127,7 +128,8 @@ class Worker:
         log = open(LOG / f"worker-{self.n}.log", "a")  # noqa: SIM115  (owned by the process)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=WARNING",
-             f"--concurrency={ARGS.concurrency}", "--queues=chaos", f"--hostname=chaos{self.n}@%h",
+             f"--pool={ARGS.pool}", f"--concurrency={ARGS.concurrency}", "--queues=chaos",
+             f"--hostname=chaos{self.n}@%h",
              "--without-gossip", "--without-mingle", "--without-heartbeat"],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
