@@ -73,8 +73,9 @@ loadtest: install
 
 ## make bench: sagas/s, latency, writes, messages and CPU per saga with real workers on
 ## PostgreSQL and Redis (127.0.0.1), the API under locust, the admin list with 100,000 bookings,
-## a sweep over 1,000,000 sagas, and the peers of ../shared/peers in the same sitting. About
-## 20 minutes; writes bench/results/<date>.json and .png. BENCH_ONLY=saga,rate for a subset.
+## a sweep over 1,000,000 sagas, and the peers of ../shared/peers in the same sitting (three
+## rounds interleaved with ours). About 12 minutes; writes bench/results/<date>.json and .png.
+## BENCH_ONLY=saga,rate for a subset.
 BENCH_ONLY ?=
 bench: install
 	$(PY) bench/run.py $(if $(BENCH_ONLY),--only $(BENCH_ONLY),)

@@ -6,10 +6,10 @@ Everything runs on 127.0.0.1 against the machine's PostgreSQL and Redis, in a da
 own (bookingops_bench, recreated) and a Redis database of its own; it starts and stops its own
 Celery workers (and gunicorn for the API figures) and stops by itself.
 
-    .venv/bin/python bench/run.py                 # everything (about 20 minutes)
-    .venv/bin/python bench/run.py --only saga     # a subset: saga, locked, remote, rate, mix,
-                                                  # queries, workers, growth, sweep, admin, api,
-                                                  # peers
+    .venv/bin/python bench/run.py                 # everything (about 12 minutes)
+    .venv/bin/python bench/run.py --only saga     # a subset: saga, locked, remote, rows-first,
+                                                  # rate, mix, queries, workers, growth, sweep,
+                                                  # admin, api, peers (3 interleaved rounds)
 """
 
 from __future__ import annotations
@@ -221,6 +221,15 @@ def wait_all_ended(n: int, since: datetime, timeout: float = 900) -> None:
     raise RuntimeError(f"{pending} of {n} bookings did not end in {timeout}s")
 
 
+def cpu_per_saga(cpu_split: dict[str, float], n: int) -> dict[str, float]:
+    """CpuMeter's seconds by process kind, as milliseconds per saga."""
+    return {
+        k.removesuffix("_cpu_s"): round(v * 1000 / n, 2)
+        for k, v in cpu_split.items()
+        if k.endswith("_cpu_s")
+    }
+
+
 def run_sagas(
     label: str,
     kind: str,
@@ -277,11 +286,7 @@ def run_sagas(
         "wal_kb_per_saga": round(pg["wal_bytes"] / n / 1024, 1),
         "wal_full_pages_per_saga": round(pg["wal_fpi"] / n, 2),
         "messages_per_saga": round(published / n, 2),
-        "cpu_ms_per_saga": {
-            k.removesuffix("_cpu_s"): round(v * 1000 / n, 2)
-            for k, v in cpu_split.items()
-            if k.endswith("_cpu_s")
-        },
+        "cpu_ms_per_saga": cpu_per_saga(cpu_split, n),
         "wall_s": round(wall, 1),
         "offered_rate": rate,
         "worker_processes": processes,
@@ -345,11 +350,7 @@ def run_rows_first(label: str, n: int, *, keep: bool = True) -> dict:
         "p50_ms": round(pct(latencies, 0.5), 1),
         "p95_ms": round(pct(latencies, 0.95), 1),
         "write_xacts_per_saga": round(pg["write_xacts"] / n, 2),
-        "cpu_ms_per_saga": {
-            k.removesuffix("_cpu_s"): round(v * 1000 / n, 2)
-            for k, v in cpu_split.items()
-            if k.endswith("_cpu_s")
-        },
+        "cpu_ms_per_saga": cpu_per_saga(cpu_split, n),
         "worker_processes": ARGS.processes,
         "pool": ARGS.pool_type,
         "note": "rows made before the clock, as the Celery chain peer does",
