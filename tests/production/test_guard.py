@@ -190,7 +190,7 @@ def sandbox_call_to(provider: str):
 
 
 def test_calls_to_every_provider_share_one_round_trip_per_read_interval(monkeypatch, settings):
-    settings.BOOKING_GUARD_READ_MAX_AGE = 0.5
+    settings.BOOKING_GUARD_READ_MAX_AGE = 2.0  # room for a busy machine between the calls
     providers = ("fraud", "payments", "inventory", "email")
     for provider in providers:
         circuit(provider).reset()
@@ -203,7 +203,7 @@ def test_calls_to_every_provider_share_one_round_trip_per_read_interval(monkeypa
         for step in steps:
             assert step(ctx("k1")) == {"ok": True}
     assert calls == ["get_many"]  # twelve calls, four providers, outage flags included
-    time.sleep(0.55)
+    time.sleep(2.05)
     steps[1](ctx("k2"))
     assert calls == ["get_many", "get_many"]  # the read grew old: read again, once
 
@@ -221,7 +221,7 @@ def test_with_no_read_interval_each_call_reads_its_provider_once(monkeypatch, se
 def test_a_circuit_another_process_opened_is_seen_once_the_read_is_older_than_the_interval(
     settings,
 ):
-    settings.BOOKING_GUARD_READ_MAX_AGE = 0.3
+    settings.BOOKING_GUARD_READ_MAX_AGE = 1.0
     circuit("payments").reset()
     step = sandbox_call_to("payments")
     step(ctx("warm-up"))  # the failure generation learnt
@@ -234,7 +234,7 @@ def test_a_circuit_another_process_opened_is_seen_once_the_read_is_older_than_th
     )
     try:
         assert step(ctx("k2")) == {"ok": True}  # this process's read is still young
-        time.sleep(0.35)
+        time.sleep(1.05)
         with pytest.raises(Deferral) as deferred:
             step(ctx("k3"))
         assert deferred.value.code == "circuit_open"
