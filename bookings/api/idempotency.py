@@ -3,7 +3,8 @@ Field"): a client that retries a create with the same key gets the first answer 
 second booking.
 
 The record is inserted in the same transaction as the booking, under a unique (client, key)
-constraint. A concurrent request with the same key blocks on that insert until the first one
+constraint, by one INSERT ... ON CONFLICT statement that also takes over the key's expired record.
+A concurrent request with the same key blocks on that insert until the first one
 commits (PostgreSQL waits on the unique index; SQLite's IMMEDIATE transactions serialize at
 BEGIN), then finds the committed record and replays it. A create that fails validation rolls the
 record back with it, so the client may correct the body and retry with the same key."""
@@ -16,12 +17,14 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from bookings.errors import ApplicationError
@@ -74,19 +77,8 @@ def create_once(
     body it is a 422. `create` runs inside this transaction: its messages leave on commit."""
     now = timezone.now()
     with transaction.atomic():
-        # An expired record no longer counts: the key starts afresh.
-        IdempotencyKey.objects.filter(owner=owner, key=key, expires_at__lte=now).delete()
-        try:
-            with transaction.atomic():
-                record = IdempotencyKey.objects.create(
-                    owner=owner,
-                    key=key,
-                    fingerprint=request_fingerprint,
-                    response_status=0,  # set below, in the same transaction: never seen as 0
-                    response_body={},
-                    expires_at=now + timedelta(seconds=settings.API_IDEMPOTENCY_TTL),
-                )
-        except IntegrityError:
+        record_id = _claim(owner, key, request_fingerprint, now)
+        if record_id is None:
             stored = IdempotencyKey.objects.get(owner=owner, key=key)
             if stored.fingerprint != request_fingerprint:
                 raise ApplicationError(
@@ -97,10 +89,74 @@ def create_once(
                 )
             return Result(stored.response_status, stored.response_body, stored.booking_id, True)
         status, body, booking = create()
-        record.response_status, record.response_body, record.booking = status, body, booking
-        record.save(update_fields=["response_status", "response_body", "booking"])
+        IdempotencyKey.objects.filter(pk=record_id).update(
+            response_status=status, response_body=body, booking=booking
+        )
     _purge_expired(owner, now)
     return Result(status, body, booking.pk, False)
+
+
+CLAIMED_FIELDS = (
+    "owner",
+    "key",
+    "fingerprint",
+    "response_status",
+    "response_body",
+    "booking",
+    "created_at",
+    "expires_at",
+)
+
+
+@cache
+def _fields() -> dict[str, Field]:
+    return {f.name: f for f in IdempotencyKey._meta.concrete_fields}
+
+
+def _column(name: str) -> str:
+    column = _fields()[name].column
+    assert column, name
+    return connection.ops.quote_name(column)
+
+
+@cache
+def _claim_sql() -> str:
+    """INSERT the record; on the (owner, key) conflict, overwrite it only if it has expired; the
+    id when a row was written. Names only, from the model (the values are parameters)."""
+    table = connection.ops.quote_name(IdempotencyKey._meta.db_table)
+    columns = [_column(name) for name in CLAIMED_FIELDS]
+    owner, key, *rest = columns
+    names, marks = ", ".join(columns), ", ".join(["%s"] * len(columns))
+    overwrite = ", ".join(f"{c} = excluded.{c}" for c in rest)
+    insert = f"INSERT INTO {table} ({names}) VALUES ({marks})"  # noqa: S608  # nosec B608
+    return (
+        f"{insert} ON CONFLICT ({owner}, {key}) DO UPDATE SET {overwrite}"
+        f" WHERE {table}.{_column('expires_at')} <= %s RETURNING {_column('id')}"
+    )
+
+
+def _claim(owner: Any, key: str, request_fingerprint: str, now: datetime) -> int | None:
+    """Insert the (owner, key) record, or take over the key's expired record (it no longer
+    counts: the key starts afresh), in one statement; the record's id, or None when a live record
+    holds the key. A concurrent request's insert of the same key is waited for on the unique
+    index, as a plain INSERT would; its record then holds the key or, rolled back, does not."""
+    values = {
+        "owner": owner.pk,
+        "key": key,
+        "fingerprint": request_fingerprint,
+        "response_status": 0,  # set below, in the same transaction: never seen as 0
+        "response_body": {},
+        "booking": None,
+        "created_at": now,
+        "expires_at": now + timedelta(seconds=settings.API_IDEMPOTENCY_TTL),
+    }
+    fields = _fields()
+    params = [fields[name].get_db_prep_save(values[name], connection) for name in CLAIMED_FIELDS]
+    params.append(fields["expires_at"].get_db_prep_save(now, connection))
+    with connection.cursor() as cursor:
+        cursor.execute(_claim_sql(), params)
+        row = cursor.fetchone()
+    return None if row is None else row[0]
 
 
 def update_response(*, owner: Any, key: str, body: dict[str, Any]) -> None:

@@ -288,7 +288,16 @@ def test_another_clients_booking_is_not_found(alice, bob, garden):
 
 def test_staff_with_the_view_permission_read_any_booking(staff, bob, garden):
     theirs = book(garden, owner=bob.user)
-    assert staff.get(f"{BOOKINGS}{theirs.pk}/").status_code == 200
+    assert staff.get(f"{BOOKINGS}{theirs.pk}/").json()["reference"] == theirs.reference
+
+
+def test_a_client_reads_its_own_booking_in_three_queries(alice, garden, django_assert_num_queries):
+    # The token, the booking with its resource and saga, the saga's steps: a client polling its
+    # booking costs no permission lookup (only another client's booking needs one).
+    booking = book(garden, owner=alice.user)
+    with django_assert_num_queries(3):
+        body = alice.get(f"{BOOKINGS}{booking.pk}/").json()
+    assert (body["reference"], len(body["timeline"])) == (booking.reference, 1)
 
 
 @pytest.mark.parametrize("bad_id", ["not-a-uuid", "00000000-0000-0000-0000-000000000000", "%00"])
