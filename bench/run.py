@@ -662,6 +662,16 @@ def api_load() -> None:
             # (the server's figures include the clients' first, unrecorded 10 s)
             RESULTS["scenarios"][label] = out = {**out, "server_side": server_times(access, mark)}
             print(f"{label}: {out}", flush=True)
+        # What locust's batches of new users did to the figures before their first request was
+        # staggered (tests/api/locustfile.py): 25 creates sent in the same instant.
+        label = "API, 25 creates sent at the same instant"
+        time.sleep(3)  # the saturation run's last requests leave the access log first
+        mark = access.stat().st_size
+        RESULTS["scenarios"][label] = out = {
+            **simultaneous_creates(token.key, 8799, 25),
+            "server_side": server_times(access, mark),
+        }
+        print(f"{label}: {out}", flush=True)
     finally:
         os.killpg(web.pid, signal.SIGTERM)
         web.wait(30)
@@ -686,14 +696,63 @@ def server_times(access: Path, offset: int) -> dict:
     }
 
 
+def simultaneous_creates(token: str, port: int, n: int) -> dict:
+    """`n` threads, each on its own connection, released together to send one create: the
+    slowest answer is how long the server takes to work off a burst of `n`."""
+    import threading
+
+    barrier = threading.Barrier(n)
+    times: list[float] = []
+
+    def one(i: int) -> None:
+        check_in = date.today() + timedelta(days=1 + i)
+        body = json.dumps({
+            "resource": "garden-room", "check_in": check_in.isoformat(),
+            "check_out": (check_in + timedelta(days=2)).isoformat(),
+            "guest_name": "Burst", "guest_email": "burst@example.com",
+            "payment_token": "tok_visa"})  # fmt: skip
+        barrier.wait()
+        ms, code, _ = _http(token, port, "POST", "/api/v1/bookings/", body)
+        if code == 201:
+            times.append(ms)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {
+        "created": len(times),
+        "p50_ms": round(pct(times, 0.5), 1),
+        "max_ms": round(max(times, default=float("nan")), 1),
+    }
+
+
+def _http(token: str, port: int, method: str, path: str, body: str | None = None):
+    """One request on a new connection, timed from connect to the last byte: (ms, status, body)."""
+    import http.client
+    import uuid
+
+    headers = {"Authorization": f"Token {token}", "Connection": "close"}
+    if body:
+        headers.update({"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())})
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+    finally:
+        conn.close()
+    return (time.perf_counter() - started) * 1000, response.status, data
+
+
 def threaded_clients(token: str, port: int, seconds: float, users: int = 50) -> dict:
     """`users` threads, each creating a booking or reading one of its own (1 create to 3 reads,
     like tests/api/locustfile.py), 0.8 to 1.2 s apart, a new connection per request; the first
     10 s unrecorded. Latency is taken around the whole request, connect to last byte."""
-    import http.client
     import random
     import threading
-    import uuid
 
     timings: dict[str, list[float]] = {"POST": [], "GET": []}
     failures = [0]
@@ -701,20 +760,7 @@ def threaded_clients(token: str, port: int, seconds: float, users: int = 50) -> 
     stop = recorded_from + seconds
 
     def request(method: str, path: str, body: str | None = None) -> tuple[float, int, bytes]:
-        headers = {"Authorization": f"Token {token}", "Connection": "close"}
-        if body:
-            headers.update(
-                {"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())}
-            )
-        started = time.perf_counter()
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        try:
-            conn.request(method, path, body=body, headers=headers)
-            response = conn.getresponse()
-            data = response.read()
-        finally:
-            conn.close()
-        return (time.perf_counter() - started) * 1000, response.status, data
+        return _http(token, port, method, path, body)
 
     def client(n: int) -> None:
         mine: list[str] = []
