@@ -98,7 +98,13 @@ import redis  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from bench.meters import CpuMeter, PgCounters, pct, redis_publishes  # noqa: E402
+from bench.meters import (  # noqa: E402
+    CpuMeter,
+    PgCounters,
+    full_pages_by_relation,
+    pct,
+    redis_publishes,
+)
 from bookings.models import Booking, Resource  # noqa: E402
 from bookings.services import booking_create  # noqa: E402
 
@@ -239,6 +245,7 @@ def run_sagas(
     processes: int | None = None,
     fresh: bool = True,
     keep: bool = True,
+    pages: bool = False,
 ) -> dict:
     """Create n bookings through the service layer (as fast as possible, or at `rate` per
     second) with real workers running, wait until every saga ended, and measure."""
@@ -260,7 +267,8 @@ def run_sagas(
     wall = time.monotonic() - started
     cpu_split = cpu.stop()
     time.sleep(1.2)  # the statistics collector flushes about once a second
-    pg = pg0.delta(PgCounters.read(PG_DSN))
+    pg1 = PgCounters.read(PG_DSN)
+    pg = pg0.delta(pg1)
     published = redis_publishes(REDIS_URL) - pub0 - 1
     w.stop()
     rows = list(
@@ -292,6 +300,8 @@ def run_sagas(
         "worker_processes": processes,
         "pool": ARGS.pool_type,
     }
+    if pages:
+        result["full_pages_per_saga_by_relation"] = full_pages_by_relation(PG_DSN, pg0, pg1, n)
     if keep:
         RESULTS["scenarios"][label] = result
     print(f"{label}: {json.dumps(result)}", flush=True)
@@ -549,7 +559,9 @@ def growth() -> None:
     reset_bookings()
     for total in (10_000, 1_000_000):
         seed_history(total)
-        run_sagas(f"happy path, {total:,} bookings already there", "happy", 1000, fresh=False)
+        run_sagas(
+            f"happy path, {total:,} bookings already there", "happy", 1000, fresh=False, pages=True
+        )
         if total == 10_000:
             admin_list(100_000)
 

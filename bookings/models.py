@@ -88,7 +88,7 @@ class Booking(ConcurrentTransitionMixin, models.Model):
     }
 
     id = models.UUIDField(primary_key=True, default=time_ordered_id, editable=False)
-    reference = models.CharField(max_length=16, unique=True, default=new_reference, editable=False)
+    reference = models.CharField(max_length=16, default=new_reference, editable=False)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
@@ -142,6 +142,10 @@ class Booking(ConcurrentTransitionMixin, models.Model):
                 condition=models.Q(check_out__gt=models.F("check_in")),
                 name="booking_checkout_after_checkin",
             ),
+            # A constraint, not unique=True: that would add the LIKE-pattern index too, and with
+            # random references each new booking dirties a random page of both (the reference is
+            # only ever matched whole, or case-insensitively, which neither index serves).
+            models.UniqueConstraint(fields=["reference"], name="booking_reference_unique"),
         ]
         permissions = [
             ("retry_booking", "Can retry a booking's failed or stuck step"),

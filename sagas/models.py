@@ -35,7 +35,7 @@ class Saga(models.Model):
 
     id = models.UUIDField(primary_key=True, default=time_ordered_id, editable=False)
     saga_type = models.CharField(max_length=64)
-    target_id = models.CharField(max_length=64, db_index=True)
+    target_id = models.CharField(max_length=64)
     status = models.CharField(max_length=24, choices=Status.choices, default=Status.RUNNING)
     direction = models.CharField(max_length=8, choices=Direction.choices, default=Direction.FORWARD)
     current_step = models.CharField(max_length=64, blank=True)
@@ -58,7 +58,12 @@ class Saga(models.Model):
     )
 
     class Meta:
-        indexes = [models.Index(fields=["status", "updated_at"], name="saga_status_updated")]
+        indexes = [
+            models.Index(fields=["status", "updated_at"], name="saga_status_updated"),
+            # Index(), not db_index=True: that adds a LIKE-pattern index on PostgreSQL, which no
+            # query uses and every new saga would maintain.
+            models.Index(fields=["target_id"], name="saga_target"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.saga_type} {self.id} ({self.status})"

@@ -129,10 +129,9 @@ def _claim_sql() -> str:
     names, marks = ", ".join(columns), ", ".join(["%s"] * len(columns))
     overwrite = ", ".join(f"{c} = excluded.{c}" for c in rest)
     insert = f"INSERT INTO {table} ({names}) VALUES ({marks})"  # noqa: S608  # nosec B608
-    return (
-        f"{insert} ON CONFLICT ({owner}, {key}) DO UPDATE SET {overwrite}"
-        f" WHERE {table}.{_column('expires_at')} <= %s RETURNING {_column('id')}"
-    )
+    expired = f"{table}.{_column('expires_at')} <= %s"
+    upsert = f"{insert} ON CONFLICT ({owner}, {key}) DO UPDATE SET {overwrite}"  # nosec B608
+    return f"{upsert} WHERE {expired} RETURNING {_column('id')}"
 
 
 def _claim(owner: Any, key: str, request_fingerprint: str, now: datetime) -> int | None:
