@@ -6,7 +6,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from bookings.errors import ApplicationError
@@ -19,7 +19,7 @@ from sagas import engine
 from sagas.errors import TransientError
 from sagas.models import Saga
 
-from ..conftest import postgres_only
+from ..conftest import ON_POSTGRES, postgres_only
 from ..factories import ResourceFactory, stay
 from ..helpers import book
 
@@ -65,6 +65,37 @@ def test_keys_of_new_bookings_and_sagas_sort_in_the_order_they_were_made(resourc
     ]
     assert {b.pk.version for b in made} == {b.saga_id.version for b in made} == {7}
     assert len({b.pk.int & (2**62 - 1) for b in made}) == 30  # the random low bits differ
+
+
+def test_a_reference_or_a_providers_key_is_stored_once(resource):
+    """The unique constraints that replaced unique=True still refuse a second row."""
+    first, second = create(), create(guest_email="other@example.com")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Booking.objects.filter(pk=second.pk).update(reference=first.reference)
+    held = SandboxPaymentGateway().authorize(
+        idempotency_key="k1", token="tok_visa", amount=Decimal(10), currency="EUR"
+    )
+    for duplicate in ({"idempotency_key": "k1"}, {"reference": held.reference}):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            PaymentAuthorization.objects.create(
+                **{"idempotency_key": "k2", "reference": "AUTH-other", **duplicate},
+                token="tok_visa",
+                amount=Decimal(10),
+                currency="EUR",
+            )
+    assert PaymentAuthorization.objects.count() == 1
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="LIKE-pattern indexes are PostgreSQL's")
+def test_no_table_a_saga_writes_keeps_a_like_pattern_index():
+    """unique=True or db_index=True on a CharField adds a varchar_pattern_ops twin on PostgreSQL;
+    no query here matches by pattern, and every new booking would maintain it."""
+    with connection.cursor() as c:
+        c.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+            " AND indexname LIKE '%%_like' AND tablename ~ '^(bookings_|sagas_|providers_)'"
+        )
+        assert [name for (name,) in c.fetchall()] == ["bookings_resource_code_595f93ff_like"]
 
 
 @pytest.mark.parametrize(
