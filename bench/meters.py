@@ -57,21 +57,26 @@ class PgCounters:
 
 def full_pages_by_relation(dsn: str, since: PgCounters, until: PgCounters, n: int) -> dict:
     """Full-page images per saga by table or index, between two readings, from the WAL itself
-    (pg_walinspect, shipped with PostgreSQL 15; {} if it cannot be installed). A relation whose
-    pages are changed at random spots (a random key's index) shows here as it grows."""
-    blocks = re.compile(r"rel \d+/\d+/(\d+) fork main blk \d+ \(FPW\)")
+    (pg_walinspect, shipped with PostgreSQL 15; {"unavailable": why} if it cannot be installed).
+    Only this database's relations count (the WAL is the whole server's). A relation whose pages
+    are changed at random spots (a random key's index) shows here as it grows."""
+    blocks = re.compile(r"rel \d+/(\d+)/(\d+) fork main blk \d+ \(FPW\)")
     counts: dict[int, int] = {}
     try:
         with psycopg.connect(dsn, autocommit=True) as c:
             c.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+            (database,) = c.execute(
+                "SELECT oid FROM pg_database WHERE datname = current_database()"
+            ).fetchone()
             rows = c.execute(
                 "SELECT block_ref FROM pg_get_wal_records_info(%s::pg_lsn, %s::pg_lsn)"
                 " WHERE fpi_length > 0",
                 [since.lsn, until.lsn],
             ).fetchall()
             for (refs,) in rows:
-                for node in blocks.findall(refs or ""):
-                    counts[int(node)] = counts.get(int(node), 0) + 1
+                for db, node in blocks.findall(refs or ""):
+                    if int(db) == database:
+                        counts[int(node)] = counts.get(int(node), 0) + 1
             names = dict(
                 c.execute(
                     "SELECT relfilenode, relname FROM pg_class WHERE relfilenode = ANY(%s)",

@@ -96,27 +96,17 @@ def create_once(
     return Result(status, body, booking.pk, False)
 
 
-CLAIMED_FIELDS = (
-    "owner",
-    "key",
-    "fingerprint",
-    "response_status",
-    "response_body",
-    "booking",
-    "created_at",
-    "expires_at",
-)
-
-
 @cache
 def _fields() -> dict[str, Field]:
-    return {f.name: f for f in IdempotencyKey._meta.concrete_fields}
+    """Every column of the record but its id: an expired record taken over keeps none of its
+    old values (a column added to the model is written too, or the claim fails loudly)."""
+    return {f.name: f for f in IdempotencyKey._meta.concrete_fields if not f.primary_key}
 
 
 def _column(name: str) -> str:
-    column = _fields()[name].column
-    assert column, name
-    return connection.ops.quote_name(column)
+    field = IdempotencyKey._meta.pk if name == "id" else _fields()[name]
+    assert field is not None and field.column, name
+    return connection.ops.quote_name(field.column)
 
 
 @cache
@@ -124,10 +114,10 @@ def _claim_sql() -> str:
     """INSERT the record; on the (owner, key) conflict, overwrite it only if it has expired; the
     id when a row was written. Names only, from the model (the values are parameters)."""
     table = connection.ops.quote_name(IdempotencyKey._meta.db_table)
-    columns = [_column(name) for name in CLAIMED_FIELDS]
-    owner, key, *rest = columns
+    columns = [_column(name) for name in _fields()]
+    owner, key = _column("owner"), _column("key")
     names, marks = ", ".join(columns), ", ".join(["%s"] * len(columns))
-    overwrite = ", ".join(f"{c} = excluded.{c}" for c in rest)
+    overwrite = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in (owner, key))
     insert = f"INSERT INTO {table} ({names}) VALUES ({marks})"  # noqa: S608  # nosec B608
     expired = f"{table}.{_column('expires_at')} <= %s"
     upsert = f"{insert} ON CONFLICT ({owner}, {key}) DO UPDATE SET {overwrite}"  # nosec B608
@@ -150,7 +140,7 @@ def _claim(owner: Any, key: str, request_fingerprint: str, now: datetime) -> int
         "expires_at": now + timedelta(seconds=settings.API_IDEMPOTENCY_TTL),
     }
     fields = _fields()
-    params = [fields[name].get_db_prep_save(values[name], connection) for name in CLAIMED_FIELDS]
+    params = [field.get_db_prep_save(values[name], connection) for name, field in fields.items()]
     params.append(fields["expires_at"].get_db_prep_save(now, connection))
     with connection.cursor() as cursor:
         cursor.execute(_claim_sql(), params)

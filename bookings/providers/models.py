@@ -2,8 +2,8 @@
 by the idempotency key the caller sent, so the same request always gets the same answer.
 
 Keys and references are unique by a constraint rather than unique=True, which on PostgreSQL would
-add a LIKE-pattern index beside each unique one: nothing searches them by pattern, and every
-request would maintain it."""
+add a LIKE-pattern index beside each unique one: nothing in the application searches them by
+pattern (only test helpers do, on small tables), and every request would maintain it."""
 
 from django.db import models
 

@@ -11,9 +11,9 @@ generator's own CPU low: it shares the machine with the server it measures.
 
 locust starts users in batches (with -r 25, 25 users in the same millisecond, each second), and a
 new user's first request goes out at once: without a first pause, each batch arrives as one burst
-of 25 creates, and over a 40 s run those bursts alone are about 5 % of the creates, i.e. the
-95th percentile. Each client therefore first waits a random part of its interval, as clients that
-do not start together would."""
+of 25 creates. The second batch's burst falls after --reset-stats: 25 of a 40 s run's 500
+creates, 5 %, enough to set its 95th percentile. Each client therefore first waits a random part
+of its interval, as clients that do not start together would."""
 
 import os
 import random

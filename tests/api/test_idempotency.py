@@ -56,10 +56,21 @@ def test_an_expired_key_starts_afresh(alice, garden, settings):
     first = post(alice, booking_body(), "key-1")
     record = IdempotencyKey.objects.get()
     assert timedelta(hours=23) < record.expires_at - timezone.now() <= timedelta(hours=24)
-    IdempotencyKey.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    IdempotencyKey.objects.update(
+        expires_at=timezone.now() - timedelta(seconds=1),
+        created_at=timezone.now() - timedelta(days=1, seconds=1),
+    )
     second = post(alice, booking_body(guest_name="Ada"), "key-1")
     assert second.status_code == 201 and second.json()["id"] != first.json()["id"]
-    assert IdempotencyKey.objects.get().booking_id == Booking.objects.get(guest_name="Ada").pk
+    taken_over = IdempotencyKey.objects.get()
+    assert taken_over.booking_id == Booking.objects.get(guest_name="Ada").pk
+    # Nothing of the expired record is left: its body, its times, its fingerprint.
+    assert taken_over.response_body == second.json()
+    assert timezone.now() - taken_over.created_at < timedelta(minutes=1)
+    assert timedelta(hours=23) < taken_over.expires_at - timezone.now()
+    again = post(alice, booking_body(guest_name="Ada"), "key-1")  # the new body replays
+    assert again.json() == second.json() and again["Idempotent-Replayed"] == "true"
+    assert_error(post(alice, booking_body(), "key-1"), 422, "idempotency_key_reused")
 
 
 @pytest.mark.django_db
