@@ -35,6 +35,7 @@ def fraud_check(ctx: StepContext) -> dict[str, Any]:
         name=p["guest_name"],
         amount=Decimal(p["amount"]),
         currency=p["currency"],
+        payment_method=p.get("payment_token", ""),  # velocity per payment method
     )
     if not decision.approved:
         raise PermanentError(

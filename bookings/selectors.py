@@ -28,15 +28,11 @@ from django.db.models import (
 from django.utils import timezone
 
 from sagas import engine
+from sagas.errors import StepError
 from sagas.models import Saga, SagaEvent, SagaStep
 
 from .models import Booking
-from .providers.models import (
-    EmailRecord,
-    FraudScreeningRecord,
-    InventoryReservation,
-    PaymentAuthorization,
-)
+from .providers import base as providers
 
 FAILED_STATUSES = (SagaStep.Status.FAILED, SagaStep.Status.RETRYING)
 
@@ -166,6 +162,25 @@ def booking_admin_log(booking: Booking) -> QuerySet[LogEntry]:
 
 # --- what a compensation would undo ------------------------------------------------------------
 
+# The provider each step calls (the kinds of settings.BOOKING_PROVIDERS), and what the provider
+# says about an effect once its compensation undid it.
+STEP_PROVIDER = {
+    "fraud_check": "fraud",
+    "preauthorize": "payments",
+    "confirm": "inventory",
+    "send_email": "email",
+}
+UNDONE_STATUS = {"preauthorize": "voided", "confirm": "released"}
+
+
+def provider_effect(step: str, idempotency_key: str) -> Any:
+    """What the step's provider holds under this idempotency key (its contract's lookup): a
+    decision, an authorization, a reservation, a receipt, or None when it never acted."""
+    kind = STEP_PROVIDER[step]
+    provider: Any = getattr(providers, kind)()
+    return provider.lookup(idempotency_key=idempotency_key)
+
+
 # Where each step's provider reference lands in the saga's results.
 PROVIDER_REFERENCE = {
     "preauthorize": "authorization_ref",
@@ -262,23 +277,18 @@ REASONS = {
 
 
 def _provider_saw(row: SagaStep) -> bool:
-    """Whether the provider recorded a call with this attempt's idempotency key: the worker
-    got as far as the side effect. Looks at the providers' ledgers (the sandboxes keep one)."""
-    key = row.idempotency_key
-    if row.direction == SagaStep.Direction.ACTION:
-        ledger = {
-            "fraud_check": FraudScreeningRecord.objects.filter(idempotency_key=key),
-            "preauthorize": PaymentAuthorization.objects.filter(idempotency_key=key),
-            "confirm": InventoryReservation.objects.filter(idempotency_key=key),
-            "send_email": EmailRecord.objects.filter(idempotency_key=key),
-        }.get(row.name)
-    else:
-        ledger = {
-            "preauthorize": PaymentAuthorization.objects.filter(void_key=key),
-            "confirm": InventoryReservation.objects.filter(release_key=key),
-            "send_email": EmailRecord.objects.filter(idempotency_key=key),
-        }.get(row.name)
-    return ledger is not None and ledger.exists()
+    """Whether the provider shows the effect of this attempt's call: the worker got as far as
+    the side effect. Asks the provider through its contract's lookup (a compensation shows as
+    its action's effect undone); a provider that cannot answer now counts as not seen."""
+    if row.name not in STEP_PROVIDER:
+        return False
+    try:
+        if row.direction == SagaStep.Direction.ACTION or row.name not in UNDONE_STATUS:
+            return provider_effect(row.name, row.idempotency_key) is not None
+        found = provider_effect(row.name, f"{row.saga_id}:{row.name}:{SagaStep.Direction.ACTION}")
+    except StepError:
+        return False
+    return found is not None and found.status == UNDONE_STATUS[row.name]
 
 
 def _explain(booking: Booking, row: SagaStep | None, last_failed: SagaStep | None, now) -> tuple:
@@ -319,7 +329,8 @@ def _explain(booking: Booking, row: SagaStep | None, last_failed: SagaStep | Non
             "nothing to do: it runs by itself (manage.py retry_booking to run it now)",
             row,
         )
-    if _provider_saw(row) or row.dispatch_count > 1:
+    saw = _provider_saw(row)
+    if saw or row.dispatch_count > 1:
         return (
             "worker_lost",
             f"{row.name} ({row.direction}) attempt {row.attempt}: lease ran out "
@@ -327,7 +338,7 @@ def _explain(booking: Booking, row: SagaStep | None, last_failed: SagaStep | Non
             f"{row.dispatch_count} send(s); "
             + (
                 "the provider saw the call, so its worker died mid-step"
-                if _provider_saw(row)
+                if saw
                 else "sent again and still no outcome"
             ),
             "manage.py sweep_sagas (sends it again; the idempotency key makes it a replay)",

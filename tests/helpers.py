@@ -11,13 +11,9 @@ from typing import Any
 
 from django.db import connection
 
+from bookings.consistency import provider_effects
 from bookings.models import Booking, Resource
-from bookings.providers.models import (
-    EmailRecord,
-    FraudScreeningRecord,
-    InventoryReservation,
-    PaymentAuthorization,
-)
+from bookings.providers.models import InventoryReservation
 from bookings.services import booking_create
 from sagas import engine
 from sagas.models import Saga, SagaStep
@@ -112,9 +108,11 @@ def settle_with_sweeper(bookings: list[Booking], *, timeout: float = 90) -> list
 
 
 def assert_invariants(bookings: list[Booking] | None = None) -> None:
-    """What must hold after any scenario: a booking's state agrees with its saga and with the
-    providers' ledgers; no live authorization for a cancelled booking; one authorization per
-    booking at most; no resource over capacity on any night; every attempt has an outcome."""
+    """What must hold after any scenario: a booking's state agrees with its saga and with what
+    the providers hold under its keys (asked through the contract's lookups); no live
+    authorization for a cancelled booking; the authorization and reservation the saga recorded
+    are the ones the providers hold (one effect each); no resource over capacity on any night;
+    every attempt has an outcome."""
     qs = Booking.objects.select_related("saga", "resource")
     if bookings is not None:
         qs = qs.filter(pk__in=[b.pk for b in bookings])
@@ -126,30 +124,33 @@ def assert_invariants(bookings: list[Booking] | None = None) -> None:
     for booking in qs:
         assert booking.state in Booking.TERMINAL, f"{booking} is stuck"
         assert booking.saga.status == saga_state[booking.state], (booking, booking.saga)
-        auths = list(
-            PaymentAuthorization.objects.filter(idempotency_key__startswith=str(booking.saga_id))
-        )
-        assert len(auths) <= 1, f"{booking} has {len(auths)} authorizations"
-        live = [a for a in auths if a.status == PaymentAuthorization.Status.AUTHORIZED]
+        effects = provider_effects(str(booking.saga_id))
+        auth, room = effects["preauthorize:action"], effects["confirm:action"]
+        results = booking.saga.results or {}
+        for step, found, field in (("preauthorize", auth, "authorization_ref"),
+                                   ("confirm", room, "reservation_ref")):  # fmt: skip
+            recorded = results.get(step, {}).get(field)
+            if found is not None and recorded:
+                assert found.reference == recorded, f"{booking}: two {step} effects"
+        live = auth is not None and auth.status == "authorized"
         if booking.state == Booking.State.CANCELLED:
             assert not live, f"{booking} is cancelled but its authorization is live"
-            assert not InventoryReservation.objects.filter(
-                idempotency_key__startswith=str(booking.saga_id),
-                status=InventoryReservation.Status.RESERVED,
-            ).exists(), f"{booking} is cancelled but still holds its room"
+            assert not (room and room.status == "reserved"), (
+                f"{booking} is cancelled but still holds its room"
+            )
         if booking.state == Booking.State.COMPLETED:
-            assert len(live) == 1 and booking.payment_status == "authorized", booking
-            assert booking.room_status == "reserved", booking
+            assert live and booking.payment_status == "authorized", booking
+            assert room and room.status == "reserved" and booking.room_status == "reserved"
         assert not SagaStep.objects.filter(
             saga_id=booking.saga_id, status=SagaStep.Status.SCHEDULED
         ).exists(), f"{booking} has an attempt without outcome"
-        assert_history_agrees(booking)
+        assert_history_agrees(booking, effects)
     assert_no_overbooking()
 
 
-def assert_history_agrees(booking: Booking) -> None:
-    """The saga's recorded attempts explain the booking's state, and every effect a provider's
-    ledger holds was recorded by an attempt (no lost records)."""
+def assert_history_agrees(booking: Booking, effects: dict[str, Any] | None = None) -> None:
+    """The saga's recorded attempts explain the booking's state, and every effect a provider
+    holds under one of the saga's keys was recorded by an attempt (no lost records)."""
     steps = SagaStep.objects.filter(saga_id=booking.saga_id)
     done = set(steps.filter(status="succeeded").values_list("name", "direction"))
     recorded_keys = set(steps.exclude(status="scheduled").values_list("idempotency_key", flat=True))
@@ -159,16 +160,14 @@ def assert_history_agrees(booking: Booking) -> None:
         for name in ("preauthorize", "confirm"):
             if (name, "action") in done:
                 assert (name, "compensation") in done, f"{booking}: {name} not undone"
-    prefix = str(booking.saga_id)
-    ledgers = [
-        PaymentAuthorization.objects.filter(idempotency_key__startswith=prefix),
-        InventoryReservation.objects.filter(idempotency_key__startswith=prefix),
-        EmailRecord.objects.filter(idempotency_key__startswith=prefix),
-        FraudScreeningRecord.objects.filter(idempotency_key__startswith=prefix),
-    ]
-    for ledger in ledgers:
-        for key in ledger.values_list("idempotency_key", flat=True):
-            assert key in recorded_keys, f"{booking}: effect {key} has no recorded attempt"
+    if effects is None:
+        effects = provider_effects(str(booking.saga_id))
+    for key, effect in effects.items():
+        if effect is not None:
+            full_key = f"{booking.saga_id}:{key}"
+            assert full_key in recorded_keys, (
+                f"{booking}: effect {full_key} has no recorded attempt"
+            )
 
 
 def assert_no_overbooking() -> None:

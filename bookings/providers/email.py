@@ -1,9 +1,11 @@
-"""E-mail through Django's e-mail framework, with plain-text and HTML templates under
-templates/email/. The ledger makes each idempotency key send at most one message. The sandbox
-fails (transiently) every send to an address starting with bounce@."""
+"""E-mail through Django's e-mail framework (SMTP in production), with plain-text and HTML
+templates under templates/email/. The ledger (EmailRecord) makes each idempotency key hand over
+one message, and the Message-ID is derived from the key: should a worker die after the SMTP
+server accepted a message but before the ledger recorded it, the retry sends the same message
+with the same Message-ID, which mail systems treat as one."""
 
+import hashlib
 import smtplib
-import uuid
 from typing import Any
 
 from django.conf import settings
@@ -14,11 +16,19 @@ from django.utils import timezone
 
 from sagas.errors import TransientError
 
-from . import outage
-from .base import EmailReceipt
+from .base import EmailReceipt, ProviderUnavailable
 from .models import EmailRecord
 
+# A refused message, a server that is down or times out: the mail was not accepted (a timeout
+# after DATA was sent is the rare exception the stable Message-ID covers).
 DELIVERY_ERRORS = (smtplib.SMTPException, OSError, TransientError)
+
+
+def message_id_for(idempotency_key: str) -> str:
+    """The Message-ID of the message sent with this key: the same on every attempt."""
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+    domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip(">") or "bookings"
+    return f"<{digest}@{domain}>"
 
 
 class DjangoEmailSender:
@@ -27,7 +37,7 @@ class DjangoEmailSender:
     ) -> EmailReceipt:
         """Send once per key: a key already sent returns its first message id."""
         subject = render_to_string(f"email/{template}_subject.txt", context).strip()
-        message_id = f"<{uuid.uuid4()}@bookings>"
+        message_id = message_id_for(idempotency_key)
         try:
             # First call with this key: the ledger row is inserted as sent and committed only
             # once the message is handed over; until then its key is locked, so a concurrent
@@ -48,7 +58,7 @@ class DjangoEmailSender:
             return self._again(idempotency_key, to, template, context)
         except DELIVERY_ERRORS as exc:
             self._failed(idempotency_key, to, template, exc)
-            raise TransientError(f"e-mail not sent: {exc}", code="email") from exc
+            raise ProviderUnavailable(f"e-mail not sent: {exc}", code="email") from exc
         return EmailReceipt(message_id)
 
     def _failed(self, idempotency_key: str, to: str, template: str, exc: Exception) -> None:
@@ -73,7 +83,7 @@ class DjangoEmailSender:
                 return EmailReceipt(record.message_id)
             record.attempts += 1
             subject = render_to_string(f"email/{template}_subject.txt", context).strip()
-            message_id = f"<{uuid.uuid4()}@bookings>"
+            message_id = message_id_for(idempotency_key)
             try:
                 self.deliver(to, subject, template, context, message_id)
             except DELIVERY_ERRORS as exc:
@@ -85,8 +95,15 @@ class DjangoEmailSender:
                 record.sent_at = timezone.now()
             record.save()
         if error:
-            raise TransientError(f"e-mail not sent: {error}", code="email")
+            raise ProviderUnavailable(f"e-mail not sent: {error}", code="email")
         return EmailReceipt(record.message_id)
+
+    def lookup(self, *, idempotency_key: str) -> EmailReceipt | None:
+        """The message handed over with this key, if one was."""
+        record = EmailRecord.objects.filter(
+            idempotency_key=idempotency_key, status=EmailRecord.Status.SENT
+        ).first()
+        return EmailReceipt(record.message_id) if record else None
 
     def deliver(
         self, to: str, subject: str, template: str, context: dict[str, Any], message_id: str
@@ -99,14 +116,3 @@ class DjangoEmailSender:
         )
         message.attach_alternative(html, "text/html")
         message.send()
-
-
-class SandboxEmailSender(DjangoEmailSender):
-    def deliver(
-        self, to: str, subject: str, template: str, context: dict[str, Any], message_id: str
-    ) -> None:
-        """Bounce every address starting with bounce@; deliver the rest."""
-        outage.raise_if_down("email")
-        if to.lower().startswith("bounce@"):
-            raise TransientError("mailbox unavailable (sandbox bounce@)", code="email")
-        super().deliver(to, subject, template, context, message_id)

@@ -1,5 +1,6 @@
-"""Room inventory. The sandbox holds at most `capacity` reservations of a resource on any night;
-the resource row is locked while it counts, so concurrent reservations cannot overbook."""
+"""Room inventory the product owns: a hotel's rooms are this product's data. A resource holds at
+most `capacity` reservations on any night; the resource row is locked while it counts, so
+concurrent reservations cannot overbook."""
 
 import secrets
 from collections import Counter
@@ -9,19 +10,17 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import outage
 from .base import Reservation
 from .models import InventoryReservation
 
 Status = InventoryReservation.Status
 
 
-class SandboxInventory:
+class OwnInventory:
     def reserve(
         self, *, idempotency_key: str, resource_code: str, check_in: date, check_out: date
     ) -> Reservation:
         """Reserve every night of the stay, or none: "unavailable" when any night is full."""
-        outage.raise_if_down("inventory")
         from bookings.models import Resource
 
         with transaction.atomic():
@@ -66,7 +65,6 @@ class SandboxInventory:
 
     def release(self, *, idempotency_key: str, reservation_ref: str) -> Reservation:
         """Give the nights back; releasing an unknown or released reservation changes nothing."""
-        outage.raise_if_down("inventory")
         with transaction.atomic():
             record = (
                 InventoryReservation.objects.select_for_update()

@@ -239,13 +239,47 @@ SAGA_ONE_STATEMENT_RECORD = env_bool("SAGA_ONE_STATEMENT_RECORD", True)
 SAGA_FAULTS = env_json("SAGA_FAULTS", {})
 
 # --- Providers ----------------------------------------------------------------------------
-BOOKING_PROVIDERS = {
-    "fraud": env("BOOKING_FRAUD_PROVIDER", "bookings.providers.fraud.SandboxFraudScreening"),
-    "payments": env(
-        "BOOKING_PAYMENT_PROVIDER", "bookings.providers.payments.SandboxPaymentGateway"
-    ),
-    "inventory": env("BOOKING_INVENTORY_PROVIDER", "bookings.providers.inventory.SandboxInventory"),
-    "email": env("BOOKING_EMAIL_PROVIDER", "bookings.providers.email.SandboxEmailSender"),
+# One implementation per kind of outside system (docs/providers.md). These defaults are what
+# production runs; local.py and test.py put the sandbox (sandbox/) in their place. Any entry can
+# be set by its environment variable (a dotted path).
+REAL_PROVIDERS = {
+    "fraud": "bookings.providers.fraud.RulesFraudScreening",
+    "payments": "bookings.providers.stripe_payments.StripePaymentGateway",
+    "inventory": "bookings.providers.inventory.OwnInventory",
+    "email": "bookings.providers.email.DjangoEmailSender",
+}
+SANDBOX_PROVIDERS = {
+    "fraud": "sandbox.fraud.SandboxFraudScreening",
+    "payments": "sandbox.payments.SandboxPaymentGateway",
+    "inventory": "sandbox.inventory.SandboxInventory",
+    "email": "sandbox.email.SandboxEmailSender",
+}
+PROVIDER_ENV = {
+    "fraud": "BOOKING_FRAUD_PROVIDER",
+    "payments": "BOOKING_PAYMENT_PROVIDER",
+    "inventory": "BOOKING_INVENTORY_PROVIDER",
+    "email": "BOOKING_EMAIL_PROVIDER",
+}
+
+
+def booking_providers(defaults: dict[str, str]) -> dict[str, str]:
+    """BOOKING_PROVIDERS: `defaults`, each overridden by its environment variable."""
+    return {kind: env(PROVIDER_ENV[kind], path) for kind, path in defaults.items()}
+
+
+BOOKING_PROVIDERS = booking_providers(REAL_PROVIDERS)
+# Stripe (bookings/providers/stripe_payments.py): a secret key (sk_live_... or sk_test_...);
+# STRIPE_API_BASE points the library elsewhere (the tests' local Stripe), never set in production.
+STRIPE_API_KEY = env("STRIPE_API_KEY", "")
+STRIPE_API_BASE = env("STRIPE_API_BASE", "")
+# Seconds a Stripe request may take before its outcome is treated as unknown (then looked up).
+STRIPE_TIMEOUT = float(env("STRIPE_TIMEOUT", "20"))
+# The product's fraud rules (bookings/providers/fraud.py); the deny list is managed in the admin.
+BOOKING_FRAUD_RULES = {
+    "max_amount": "10000",
+    "per_email_per_hour": 5,
+    "per_payment_method_per_hour": 5,
+    **env_json("BOOKING_FRAUD_RULES", {}),
 }
 
 # --- Queues, provider rate limits and circuit breakers (keyed like BOOKING_PROVIDERS) ------------

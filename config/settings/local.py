@@ -2,9 +2,20 @@
 otherwise."""
 
 from .base import *  # noqa: F403
-from .base import env, env_bool, logging_config
+from .base import (
+    INSTALLED_APPS,
+    SANDBOX_PROVIDERS,
+    booking_providers,
+    env,
+    env_bool,
+    logging_config,
+)
 
 DEBUG = env_bool("DJANGO_DEBUG", True)
 # People read these logs in a terminal: key=value lines unless LOG_FORMAT=json.
 LOGGING = logging_config(env("LOG_LEVEL", "INFO"), json=env("LOG_FORMAT", "console") == "json")
 ALLOWED_HOSTS = ["*"]
+# The sandbox providers and their magic values (README): first, so that its admin banner
+# template wins over the admin's own.
+INSTALLED_APPS = ["sandbox", *INSTALLED_APPS]
+BOOKING_PROVIDERS = booking_providers(SANDBOX_PROVIDERS)

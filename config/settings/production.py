@@ -12,6 +12,8 @@ from django.core.exceptions import ImproperlyConfigured
 from .base import *  # noqa: F403
 from .base import (
     BASE_DIR,
+    BOOKING_PROVIDERS,
+    INSTALLED_APPS,
     cache_from_env,
     database_from_env,
     env,
@@ -60,6 +62,23 @@ COORDINATION_CACHE = {
     "LOCATION": _coordination_url,
     "KEY_PREFIX": "coordination",
 }
+
+# Providers: Stripe, the product's own inventory and fraud rules, SMTP (settings/base.py). A
+# sandbox is refused unless this is a staging deployment that says so; then it is installed, and
+# every admin page says that payments are not real.
+BOOKING_ALLOW_SANDBOX = env_bool("BOOKING_ALLOW_SANDBOX", False)
+_sandboxes = {kind: path for kind, path in BOOKING_PROVIDERS.items() if path.startswith("sandbox.")}
+if _sandboxes and not BOOKING_ALLOW_SANDBOX:
+    _named = ", ".join(f"{kind}: {path}" for kind, path in _sandboxes.items())
+    raise ImproperlyConfigured(
+        f"BOOKING_PROVIDERS names sandbox providers ({_named}): bookings would not be charged "
+        "or screened for real. Configure real providers (docs/providers.md), or set "
+        "BOOKING_ALLOW_SANDBOX=1 for a staging deployment."
+    )
+if _sandboxes:
+    INSTALLED_APPS = ["sandbox", *INSTALLED_APPS]
+if BOOKING_PROVIDERS["payments"].endswith(".StripePaymentGateway"):
+    required("STRIPE_API_KEY")
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = env("EMAIL_HOST", "localhost")

@@ -10,6 +10,9 @@ from .base import (
     BOOKING_QUEUES,
     CELERY_BROKER_URL,
     COORDINATION_CACHE,
+    INSTALLED_APPS,
+    SANDBOX_PROVIDERS,
+    booking_providers,
     broker_transport_options,
     celery_queues,
     env,
@@ -21,6 +24,9 @@ from .base import (
 SECRET_KEY = "test-secret-key"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
+# The sandbox providers drive the scenarios (tests/providers/ runs the real ones too).
+INSTALLED_APPS = ["sandbox", *INSTALLED_APPS]
+BOOKING_PROVIDERS = booking_providers(SANDBOX_PROVIDERS)
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", f"sagas-test-{os.getpid()}")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from bookings.models import Booking
-from bookings.providers.models import PaymentAuthorization
 from sagas.models import SagaEvent
+from sandbox.models import PaymentAuthorization
 
 from ..helpers import book, drive, reload
 from .helpers import assert_error

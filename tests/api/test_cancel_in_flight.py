@@ -5,7 +5,7 @@ boundary and every effect is undone."""
 
 import pytest
 
-from bookings.providers.models import PaymentAuthorization
+from sandbox.models import PaymentAuthorization
 
 from ..helpers import assert_invariants, book, reload, wait_for, wait_settled
 from .helpers import assert_error

@@ -5,7 +5,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from bookings.models import Booking
-from bookings.providers.models import PaymentAuthorization
+from sandbox.models import PaymentAuthorization
 
 from ..helpers import assert_invariants, wait_for
 from .helpers import assert_error, booking_body

@@ -5,14 +5,10 @@ import pytest
 from django.core import mail
 
 from bookings.models import Booking
-from bookings.providers.models import (
-    EmailRecord,
-    FraudScreeningRecord,
-    InventoryReservation,
-    PaymentAuthorization,
-)
+from bookings.providers.models import EmailRecord, FraudScreeningRecord, InventoryReservation
 from bookings.services import booking_cancel
 from sagas.models import SagaStep
+from sandbox.models import PaymentAuthorization
 
 from ..factories import ResourceFactory
 from ..helpers import assert_invariants, book, drive, reload

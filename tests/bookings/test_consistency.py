@@ -7,7 +7,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from bookings.consistency import consistency_report
-from bookings.providers.models import InventoryReservation, PaymentAuthorization
+from bookings.providers.models import InventoryReservation
+from sandbox.models import PaymentAuthorization
 
 from ..factories import ResourceFactory
 from ..helpers import book, drive

@@ -11,13 +11,14 @@ from django.test.utils import CaptureQueriesContext
 
 from bookings.errors import ApplicationError
 from bookings.models import Booking
-from bookings.providers.inventory import SandboxInventory
-from bookings.providers.models import InventoryReservation, PaymentAuthorization
-from bookings.providers.payments import SandboxPaymentGateway
+from bookings.providers.models import InventoryReservation
 from bookings.services import booking_create
 from sagas import engine
 from sagas.errors import TransientError
 from sagas.models import Saga
+from sandbox.inventory import SandboxInventory
+from sandbox.models import PaymentAuthorization
+from sandbox.payments import SandboxPaymentGateway
 
 from ..conftest import ON_POSTGRES, postgres_only
 from ..factories import ResourceFactory, stay

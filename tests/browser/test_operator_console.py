@@ -10,9 +10,9 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from bookings.models import Booking
-from bookings.providers.models import PaymentAuthorization
 from sagas import engine
 from sagas.models import SagaEvent, SagaStep
+from sandbox.models import PaymentAuthorization
 
 from ..factories import ResourceFactory
 from ..helpers import book, drive, wait_for

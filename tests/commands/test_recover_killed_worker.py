@@ -7,8 +7,8 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from bookings.providers.models import PaymentAuthorization
 from sagas.models import SagaStep
+from sandbox.models import PaymentAuthorization
 
 from ..factories import ResourceFactory
 from ..helpers import assert_invariants, book, reload, wait_for, wait_settled

@@ -8,10 +8,11 @@ import pytest
 from django.test import override_settings
 
 from bookings.models import Booking
-from bookings.providers.models import EmailRecord, PaymentAuthorization
+from bookings.providers.models import EmailRecord
 from bookings.services import booking_cancel
 from sagas import engine, recovery
 from sagas.models import SagaStep
+from sandbox.models import PaymentAuthorization
 
 from ..factories import ResourceFactory
 from ..helpers import (

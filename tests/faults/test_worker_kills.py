@@ -6,13 +6,9 @@ from collections import Counter
 import pytest
 
 from bookings.models import Booking
-from bookings.providers.models import (
-    EmailRecord,
-    FraudScreeningRecord,
-    InventoryReservation,
-    PaymentAuthorization,
-)
+from bookings.providers.models import EmailRecord, FraudScreeningRecord, InventoryReservation
 from bookings.services import booking_cancel
+from sandbox.models import PaymentAuthorization
 
 from ..factories import ResourceFactory
 from ..helpers import assert_invariants, book, settle_with_sweeper, wait_for, wait_settled

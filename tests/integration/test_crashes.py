@@ -10,14 +10,10 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from bookings.providers.models import (
-    EmailRecord,
-    FraudScreeningRecord,
-    InventoryReservation,
-    PaymentAuthorization,
-)
+from bookings.providers.models import EmailRecord, FraudScreeningRecord, InventoryReservation
 from sagas import engine, recovery
 from sagas.models import SagaStep
+from sandbox.models import PaymentAuthorization
 
 from ..factories import ResourceFactory
 from ..helpers import (

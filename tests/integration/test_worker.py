@@ -4,8 +4,9 @@ magic value, cancellation, and ten bookings racing for one room."""
 import pytest
 
 from bookings.models import Booking
-from bookings.providers.models import EmailRecord, PaymentAuthorization
+from bookings.providers.models import EmailRecord
 from bookings.services import booking_cancel
+from sandbox.models import PaymentAuthorization
 
 from ..factories import ResourceFactory
 from ..helpers import assert_invariants, book, reload, wait_for, wait_settled

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from bookings.providers import outage
 from bookings.providers.guard import PROVIDERS, circuit
 from config.logging import logging_config
+from sandbox import outage
 
 
 @pytest.fixture(autouse=True)

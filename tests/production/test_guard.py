@@ -8,7 +8,7 @@ import time
 import pytest
 from django.core.management import call_command
 
-from bookings.providers import guard, outage
+from bookings.providers import guard
 from bookings.providers.guard import (
     CircuitBreaker,
     RateLimiter,
@@ -20,6 +20,7 @@ from bookings.providers.guard import (
 )
 from sagas.definition import StepContext
 from sagas.errors import Deferral, PermanentError, TransientError
+from sandbox import outage
 
 
 def breaker(**options) -> CircuitBreaker:

@@ -11,9 +11,9 @@ from collections import Counter
 import pytest
 
 from bookings.models import Booking
-from bookings.providers import outage
 from bookings.providers.guard import circuit
 from sagas.models import SagaStep
+from sandbox import outage
 
 from ..factories import ResourceFactory
 from ..helpers import assert_invariants, book, settle_with_sweeper, wait_for

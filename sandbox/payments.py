@@ -1,4 +1,4 @@
-"""Payment gateway. Sandbox magic tokens: tok_declined (declined), tok_flaky (two transient
+"""The sandbox payment gateway. Magic tokens: tok_declined (declined), tok_flaky (two transient
 failures, then authorized), tok_void_fails (authorized, every void fails transiently),
 tok_void_flaky (authorized, the first two voids fail transiently); any other tok_... is
 authorized; anything else is declined as an invalid token."""
@@ -9,11 +9,15 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
-from sagas.errors import TransientError
+from bookings.providers.base import (
+    AuthorizationResult,
+    IdempotencyConflict,
+    ProviderUnavailable,
+    VoidResult,
+)
+from bookings.providers.ledger import insert_once
 
 from . import outage
-from .base import AuthorizationResult, VoidResult
-from .ledger import insert_once
 from .models import PaymentAuthorization
 
 Status = PaymentAuthorization.Status
@@ -48,18 +52,27 @@ class SandboxPaymentGateway:
             authorized_at=timezone.now() if status == Status.AUTHORIZED else None,
         )
         if record is None:
-            return self._again(idempotency_key)
+            return self._again(idempotency_key, token=token, amount=amount, currency=currency)
         if flaky:
-            raise TransientError("payment gateway timed out (sandbox tok_flaky)", code="gateway")
+            raise ProviderUnavailable(
+                "payment gateway unavailable (sandbox tok_flaky)", code="gateway"
+            )
         return _result(record)
 
-    def _again(self, idempotency_key: str) -> AuthorizationResult:
-        """A retry or a duplicate: the first final answer, or (tok_flaky) one more try."""
+    def _again(
+        self, idempotency_key: str, *, token: str, amount: Decimal, currency: str
+    ) -> AuthorizationResult:
+        """A retry or a duplicate: the first final answer, or (tok_flaky) one more try; the
+        same key with another request is refused, as real gateways do."""
         transient = False
         with transaction.atomic():
             record = PaymentAuthorization.objects.select_for_update().get(
                 idempotency_key=idempotency_key
             )
+            if (record.token, record.amount, record.currency) != (token, amount, currency):
+                raise IdempotencyConflict(
+                    f"idempotency key {idempotency_key} was used for another authorization"
+                )
             if record.status != Status.PENDING:
                 return _result(record)
             record.attempts += 1
@@ -70,7 +83,9 @@ class SandboxPaymentGateway:
                 record.authorized_at = timezone.now()
             record.save()
         if transient:
-            raise TransientError("payment gateway timed out (sandbox tok_flaky)", code="gateway")
+            raise ProviderUnavailable(
+                "payment gateway unavailable (sandbox tok_flaky)", code="gateway"
+            )
         return _result(record)
 
     def void(self, *, idempotency_key: str, authorization_ref: str) -> VoidResult:
@@ -98,7 +113,7 @@ class SandboxPaymentGateway:
                 record.void_key = idempotency_key
             record.save()
         if failed:
-            raise TransientError("void failed (sandbox tok_void_fails)", code="gateway")
+            raise ProviderUnavailable("void failed (sandbox tok_void_fails)", code="gateway")
         return VoidResult(record.reference, "voided")
 
     def lookup(self, *, idempotency_key: str) -> AuthorizationResult | None:

@@ -3,15 +3,15 @@ circuit breaker open, bookings wait, and everything finish once it is back."""
 
 from django.core.management.base import BaseCommand, CommandError
 
-from bookings.providers import outage
-from bookings.providers.guard import PROVIDERS
+from bookings.providers.base import KINDS
+from sandbox import outage
 
 
 class Command(BaseCommand):
     help = "Make a sandbox provider fail every call for --seconds (or end an outage: --end)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--provider", required=True, choices=PROVIDERS)
+        parser.add_argument("--provider", required=True, choices=KINDS)
         parser.add_argument("--seconds", type=float, default=60.0)
         parser.add_argument("--end", action="store_true", help="bring the provider back now")
 
