@@ -56,6 +56,7 @@ check-deploy: install
 	DATABASE_URL=$${DATABASE_URL:-postgres://db.internal/bookings} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-redis://redis.internal:6379/0} \
 	CACHE_URL=$${CACHE_URL:-redis://redis.internal:6379/1} \
+	STRIPE_API_KEY=$${STRIPE_API_KEY:-sk_test_check_deploy} \
 	$(PY) manage.py check --deploy --fail-level WARNING
 
 ## make coverage: the same as COVERAGE=1 make test.

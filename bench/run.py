@@ -48,6 +48,12 @@ ENV = {
     "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
     "LOG_LEVEL": "WARNING",
     "DATA_DIR": str(ROOT / "var" / "bench"),
+    # Sandbox providers, as on a staging deployment: the load is ours, not a gateway's.
+    "BOOKING_ALLOW_SANDBOX": "1",
+    "BOOKING_FRAUD_PROVIDER": "sandbox.fraud.SandboxFraudScreening",
+    "BOOKING_PAYMENT_PROVIDER": "sandbox.payments.SandboxPaymentGateway",
+    "BOOKING_INVENTORY_PROVIDER": "sandbox.inventory.SandboxInventory",
+    "BOOKING_EMAIL_PROVIDER": "sandbox.email.SandboxEmailSender",
 }
 
 

@@ -92,6 +92,12 @@ def main() -> int:
         "WEB_BIND": "127.0.0.1",
         "PORT": str(port),
         "WEB_CONCURRENCY": str(args.web_processes),
+        # Sandbox providers, as on a staging deployment: the load is ours, not a gateway's.
+        "BOOKING_ALLOW_SANDBOX": "1",
+        "BOOKING_FRAUD_PROVIDER": "sandbox.fraud.SandboxFraudScreening",
+        "BOOKING_PAYMENT_PROVIDER": "sandbox.payments.SandboxPaymentGateway",
+        "BOOKING_INVENTORY_PROVIDER": "sandbox.inventory.SandboxInventory",
+        "BOOKING_EMAIL_PROVIDER": "sandbox.email.SandboxEmailSender",
     }
     logs = Path(args.logs)
     logs.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ GOOD = {
     "DJANGO_ALLOWED_HOSTS": "bookings.example.com",
     "DATABASE_URL": "postgres://bookings:secret@db.internal:5432/bookings",
     "CELERY_BROKER_URL": "redis://redis.internal:6379/0",
+    "STRIPE_API_KEY": "sk_test_settings",
 }
 
 

@@ -93,6 +93,7 @@ IMPLEMENTATIONS: dict[str, list[Implementation]] = {
                 take_down=_sandbox_down("payments"),
             ),
         ),
+        Implementation("bookings.providers.stripe_payments.StripePaymentGateway", _stripe),
     ],
     "inventory": [
         Implementation(
