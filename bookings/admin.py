@@ -174,6 +174,19 @@ class OperatorActionForm(forms.ModelForm):
             if self.action.name == "compensate" and self.instance.saga_id
             else []
         )
+        if self.action.name == "resolve_cancelled" and self.instance.saga_id:
+            pending = services.provider_undos_pending(self.instance)
+            self.fields["done_at_provider"] = forms.CharField(
+                required=False,
+                max_length=500,
+                label="Done at the provider",
+                help_text=(
+                    "Not undone by the system: "
+                    + ("; ".join(f"{u['provider']} {u['reference']}" for u in pending) or "none")
+                    + ". Say what you did there (e.g. voided by hand in the gateway's dashboard, "
+                    "ref ...): recorded with your name, honoured by check_consistency."
+                ),
+            )
 
     def clean_reason(self) -> str:
         reason = self.cleaned_data["reason"].strip()
@@ -416,6 +429,7 @@ class BookingAdmin(FSMAdminMixin, admin.ModelAdmin):
         action: OperatorAction,
         reason: str,
         expected_state: str,
+        **details: str,
     ) -> bool:
         """Run one action on one booking through its service; message the operator and write
         the admin log. Returns whether it was done."""
@@ -423,7 +437,9 @@ class BookingAdmin(FSMAdminMixin, admin.ModelAdmin):
             raise PermissionDenied(f"You may not {action.label.lower()}.")
         actor = request.user.get_username()
         try:
-            outcome = action.run(booking, actor=actor, reason=reason, expected_state=expected_state)
+            outcome = action.run(
+                booking, actor=actor, reason=reason, expected_state=expected_state, **details
+            )
         except ApplicationError as exc:
             self.message_user(request, exc.message, level=messages.ERROR)
             return False
@@ -451,6 +467,7 @@ class BookingAdmin(FSMAdminMixin, admin.ModelAdmin):
                 operator_action,
                 form.cleaned_data["reason"],
                 form.cleaned_data["expected_state"],
+                **{k: v for k, v in form.cleaned_data.items() if k == "done_at_provider" and v},
             )
             return HttpResponseRedirect(reverse("admin:bookings_booking_change", args=[booking.pk]))
         context = {

@@ -22,10 +22,13 @@ from sagas.models import Saga, time_ordered_id
 
 from .errors import ApplicationError
 from .models import Booking, Resource
+from .providers.models import ProviderResolution
 from .saga import SAGA_TYPE
+from .selectors import compensation_plan
 
 MAX_NIGHTS = 30
-TOKEN_PATTERN = re.compile(r"^tok_[A-Za-z0-9_]{1,60}$")
+# A provider token, never card data: the sandbox's tok_..., a Stripe PaymentMethod pm_...
+TOKEN_PATTERN = re.compile(r"^(tok|pm)_[A-Za-z0-9_]{1,60}$")
 
 
 def _validate(
@@ -46,7 +49,7 @@ def _validate(
         errors.setdefault("guest_email", []).append("Enter a valid e-mail address.")
     if not TOKEN_PATTERN.match(payment_token):
         errors.setdefault("payment_token", []).append(
-            "A payment token looks like tok_... (letters, digits, underscores)."
+            "A payment token looks like tok_... or pm_... (letters, digits, underscores)."
         )
     return errors
 
@@ -180,15 +183,47 @@ def booking_resolve(
     actor: str,
     reason: str,
     expected_state: str | None = None,
+    done_at_provider: str = "",
 ) -> None:
     """An operator closes a booking that requires attention by hand, as completed or
-    cancelled, after fixing what needed fixing outside the system."""
+    cancelled, after fixing what needed fixing outside the system. Resolving as cancelled,
+    `done_at_provider` says what the operator did at the providers for the undo steps that had
+    not run (for example "voided by hand in the gateway's dashboard, ref ..."): it is recorded
+    for each of them, and the consistency check honours it."""
     _require_reason(reason)
     saga_outcome = {"completed": "completed", "cancelled": "compensated"}.get(outcome)
     if saga_outcome is None:
         raise ApplicationError("Resolve as 'completed' or 'cancelled'.", code="invalid")
     with _operating_on(booking, expected_state, "not_resolvable"):
+        undone_by_hand = (
+            provider_undos_pending(booking) if outcome == "cancelled" and done_at_provider else []
+        )
         engine.resolve(saga_id=booking.saga_id, outcome=saga_outcome, actor=actor, reason=reason)
+        for undo in undone_by_hand:
+            ProviderResolution.objects.create(
+                booking=booking, **undo, note=done_at_provider.strip()[:500], recorded_by=actor
+            )
+
+
+# The undo steps that act on a provider: the step, its provider kind and what its undo does.
+PROVIDER_UNDOS = {
+    "preauthorize": (ProviderResolution.Kind.PAYMENTS, ProviderResolution.Action.VOIDED),
+    "confirm": (ProviderResolution.Kind.INVENTORY, ProviderResolution.Action.RELEASED),
+}
+
+
+def provider_undos_pending(booking: Booking) -> list[dict[str, str]]:
+    """The provider effects of the booking that no compensation has undone yet (what an
+    operator resolving it as cancelled answers for): provider, action and reference each."""
+    return [
+        {
+            "provider": PROVIDER_UNDOS[step["step"]][0],
+            "action": PROVIDER_UNDOS[step["step"]][1],
+            "reference": step["reference"],
+        }
+        for step in compensation_plan(booking)
+        if step["step"] in PROVIDER_UNDOS
+    ]
 
 
 def _require_reason(reason: str) -> None:

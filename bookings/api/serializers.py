@@ -138,8 +138,10 @@ class BookingCreateSerializer(serializers.Serializer):
         TOKEN_PATTERN,
         max_length=64,
         write_only=True,
-        help_text="A payment provider token (tok_...), never card data.",
-        error_messages={"invalid": "A payment token looks like tok_... (letters, digits, _)."},
+        help_text="A provider token (sandbox tok_..., Stripe pm_...), never card data.",
+        error_messages={
+            "invalid": "A payment token looks like tok_... or pm_... (letters, digits, _)."
+        },
     )
 
 
