@@ -157,6 +157,11 @@ STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# The SMTP server of the e-mail provider (bookings/providers/email.py); a server that does not
+# answer within EMAIL_TIMEOUT seconds is a transient failure, retried by the saga.
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_TIMEOUT = float(env("EMAIL_TIMEOUT", "30"))
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "bookings@example.com")
 
 # Structured logs (config/logging.py): JSON lines by default; LOG_FORMAT=console for people.

@@ -28,7 +28,8 @@ ALLOWED_HOSTS = ["*"]
 INSTALLED_APPS = ["sandbox", *INSTALLED_APPS]
 BOOKING_PROVIDERS = booking_providers(SANDBOX_PROVIDERS)
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# In memory, unless a test's workers send through a real SMTP server (tests/providers/).
+EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", f"sagas-test-{os.getpid()}")
 
 _fast = {"initial_delay": 0.05, "backoff": 2.0, "max_delay": 0.4, "jitter": 0.1}

@@ -1,3 +1,4 @@
+from .smtp_server import smtp_server
 from .stripe_server import stripe_server
 
-__all__ = ["stripe_server"]
+__all__ = ["smtp_server", "stripe_server"]

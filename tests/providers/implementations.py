@@ -46,10 +46,11 @@ class Implementation:
 
     path: str
     build: Callable[[pytest.FixtureRequest], Harness]
+    variant: str = ""  # the same class configured another way (Django's SMTP backend)
 
     @property
     def id(self) -> str:
-        return self.path.rsplit(".", 1)[1]
+        return self.path.rsplit(".", 1)[1] + (f"-{self.variant}" if self.variant else "")
 
 
 def _sandbox_down(kind: str) -> Callable[[], None]:
@@ -109,6 +110,7 @@ IMPLEMENTATIONS: dict[str, list[Implementation]] = {
             "bookings.providers.email.DjangoEmailSender",
             lambda request: Harness(DjangoEmailSender(), delivered=_outbox),
         ),
+        Implementation("bookings.providers.email.DjangoEmailSender", _smtp, variant="smtp"),
         Implementation(
             "sandbox.email.SandboxEmailSender",
             lambda request: Harness(
