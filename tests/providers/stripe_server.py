@@ -46,6 +46,7 @@ class Recorded:
 class Fault:
     kind: str  # lose_response | reset | timeout_after_acting | rate_limited | server_error
     method: str = "POST"
+    path_contains: str = ""  # only a request whose path contains this (e.g. "/cancel")
     retry_after: int = 1
     status: int = 500
 
@@ -232,7 +233,10 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         with fake.lock:
             fake.requests.append(Recorded(method, url.path, headers, form))
-            fault = next((f for f in fake.faults if f.method == method), None)
+            fault = next(
+                (f for f in fake.faults if f.method == method and f.path_contains in url.path),
+                None,
+            )
             if fault:
                 fake.faults.remove(fault)
         if not headers.get("authorization", "").startswith("Bearer sk_"):
