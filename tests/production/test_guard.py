@@ -182,12 +182,13 @@ def count_round_trips(monkeypatch) -> list[str]:
     return calls
 
 
-def sandbox_call_to(provider: str):
-    def sandbox_call(_ctx: StepContext) -> dict:
-        outage.raise_if_down(provider)  # the sandbox's own check, read with the breaker's state
+def provider_call_to(provider: str):
+    # A provider call that reads nothing itself: the round trips counted are the guard's (the
+    # sandbox's outage switch reads its own flag, one more round trip, in the sandbox only).
+    def provider_call(_ctx: StepContext) -> dict:
         return {"ok": True}
 
-    return guarded(provider, sandbox_call)
+    return guarded(provider, provider_call)
 
 
 def test_calls_to_every_provider_share_one_round_trip_per_read_interval(monkeypatch, settings):
@@ -195,7 +196,7 @@ def test_calls_to_every_provider_share_one_round_trip_per_read_interval(monkeypa
     providers = ("fraud", "payments", "inventory", "email")
     for provider in providers:
         circuit(provider).reset()
-    steps = [sandbox_call_to(provider) for provider in providers]
+    steps = [provider_call_to(provider) for provider in providers]
     for step in steps:
         step(ctx("warm-up"))  # each provider's failure generation learnt
     calls = count_round_trips(monkeypatch)
@@ -203,7 +204,7 @@ def test_calls_to_every_provider_share_one_round_trip_per_read_interval(monkeypa
     for _ in range(3):
         for step in steps:
             assert step(ctx("k1")) == {"ok": True}
-    assert calls == ["get_many"]  # twelve calls, four providers, outage flags included
+    assert calls == ["get_many"]  # twelve calls, four providers
     time.sleep(2.05)
     steps[1](ctx("k2"))
     assert calls == ["get_many", "get_many"]  # the read grew old: read again, once
@@ -211,7 +212,7 @@ def test_calls_to_every_provider_share_one_round_trip_per_read_interval(monkeypa
 
 def test_with_no_read_interval_each_call_reads_its_provider_once(monkeypatch, settings):
     settings.BOOKING_GUARD_READ_MAX_AGE = 0
-    step = sandbox_call_to("fraud")
+    step = provider_call_to("fraud")
     step(ctx("warm-up"))
     calls = count_round_trips(monkeypatch)
     for key in ("k1", "k2", "k3"):
@@ -224,7 +225,7 @@ def test_a_circuit_another_process_opened_is_seen_once_the_read_is_older_than_th
 ):
     settings.BOOKING_GUARD_READ_MAX_AGE = 1.0
     circuit("payments").reset()
-    step = sandbox_call_to("payments")
+    step = provider_call_to("payments")
     step(ctx("warm-up"))  # the failure generation learnt
     assert step(ctx("k1")) == {"ok": True}
     # Another process opens the circuit: written straight into the shared cache, as its
