@@ -5,18 +5,21 @@ twice is a no-op, and failures come as the contract's errors."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 from django.conf import settings
 
 from bookings.providers.base import (
+    KINDS,
     IdempotencyConflict,
     OutcomeUnknown,
     ProviderUnavailable,
 )
 from bookings.providers.models import FraudDenyEntry
 from sagas.errors import StepError, TransientError
+from sandbox import outage
 
 from ..factories import ResourceFactory, stay
 from .implementations import IMPLEMENTATIONS, Harness, Implementation, implementations
@@ -25,8 +28,10 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def harness(implementation: Implementation, request: pytest.FixtureRequest) -> Harness:
-    return implementation.build(request)
+def harness(implementation: Implementation, request: pytest.FixtureRequest) -> Iterator[Harness]:
+    yield implementation.build(request)
+    for kind in KINDS:  # a sandbox outage lives in the shared cache and outlives the test
+        outage.bring_up(kind)
 
 
 def test_every_shipped_implementation_is_in_the_contract_suite():
