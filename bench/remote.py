@@ -42,9 +42,19 @@ def _ref(prefix: str, idempotency_key: str) -> str:
 
 class Fraud:
     def screen(
-        self, *, idempotency_key: str, email: str, name: str, amount: Decimal, currency: str
+        self,
+        *,
+        idempotency_key: str,
+        email: str,
+        name: str,
+        amount: Decimal,
+        currency: str,
+        payment_method: str = "",
     ) -> FraudDecision:
         return FraudDecision(True, _ref("fr", idempotency_key))
+
+    def lookup(self, *, idempotency_key: str) -> FraudDecision | None:
+        return None
 
 
 class Payments:
@@ -78,3 +88,6 @@ class Email:
         self, *, idempotency_key: str, to: str, template: str, context: dict[str, Any]
     ) -> EmailReceipt:
         return EmailReceipt(f"<{_ref('msg', idempotency_key)}@bookings>")
+
+    def lookup(self, *, idempotency_key: str) -> EmailReceipt | None:
+        return None
