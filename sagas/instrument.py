@@ -28,6 +28,8 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .errors import PermanentError, TransientError
+
 log = logging.getLogger("sagas")
 
 SAGAS_STARTED = Counter("saga_started", "Sagas started.", ["saga_type"])
@@ -98,7 +100,16 @@ def attempt_recorded(saga: Any, row: Any, outcome: Any, label: str) -> None:
     """An attempt's outcome was recorded: `label` is what the engine did with it (succeeded,
     retrying, failed, deferred)."""
     error = outcome.error
-    kind = "" if error is None else type(error).__name__.replace("Error", "").lower()
+    # The kind the engine acts on, whatever subclass a provider raised (ProviderUnavailable...).
+    kind = (
+        ""
+        if error is None
+        else "transient"
+        if isinstance(error, TransientError)
+        else "permanent"
+        if isinstance(error, PermanentError)
+        else type(error).__name__.replace("Error", "").lower()
+    )
     duration = (outcome.finished_at - outcome.started_at).total_seconds()
     labels = (saga.saga_type, row.name, row.direction)
     fields = {**saga_fields(saga, row), "outcome": label, "duration_ms": round(duration * 1000)}
