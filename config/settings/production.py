@@ -1,7 +1,8 @@
 """Production: everything from the environment; a missing required value fails at start.
 
 Required: DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DATABASE_URL (PostgreSQL), CELERY_BROKER_URL
-(Redis or RabbitMQ), and CACHE_URL (Redis) unless the broker is Redis, whose URL is then used.
+(Redis or RabbitMQ), CACHE_URL (Redis) unless the broker is Redis, whose URL is then used, and
+STRIPE_API_KEY with the default payment gateway.
 `manage.py check --deploy` passes with these settings and no warning.
 """
 
