@@ -133,8 +133,9 @@ def drop_database(admin_url: str, name: str) -> None:
     """Drop database `name` (and close its sessions) on the server of `admin_url`."""
     import psycopg
 
+    quoted = _identifier(name)
     with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {_identifier(name)} WITH (FORCE)")
+        conn.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
 
 
 def create_database(admin_url: str, name: str, *, fresh: bool = True) -> str:
@@ -142,12 +143,13 @@ def create_database(admin_url: str, name: str, *, fresh: bool = True) -> str:
     its URL."""
     import psycopg
 
+    quoted = _identifier(name)
     if fresh:
         drop_database(admin_url, name)
     with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
         if not exists:
-            conn.execute(f"CREATE DATABASE {_identifier(name)}")
+            conn.execute(f"CREATE DATABASE {quoted}")
     return admin_url.rsplit("/", 1)[0] + "/" + name
 
 

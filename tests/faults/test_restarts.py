@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable, Iterator
 
 import pytest
+import redis
 from django.conf import settings
 from django.db import connection
 
@@ -75,6 +76,27 @@ def suite_env() -> dict[str, str]:
         "CELERY_BROKER_URL": BROKER,
         "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
     }
+
+
+def suite_servers() -> dict[str, object]:
+    """What changes when the suite's own Redis or PostgreSQL restarts: its run id, its start."""
+    seen: dict[str, object] = {}
+    if BROKER.startswith("redis://"):
+        client = redis.Redis.from_url(BROKER)
+        seen["redis"] = client.info("server")["run_id"]
+        client.close()
+    if ON_POSTGRES:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_postmaster_start_time()")
+            seen["postgres"] = cursor.fetchone()[0]
+    return seen
+
+
+@pytest.fixture(autouse=True)
+def _suite_servers_untouched(transactional_db) -> Iterator[None]:
+    before = suite_servers()
+    yield
+    assert suite_servers() == before, "a fault test restarted the suite's own server"
 
 
 @pytest.fixture
