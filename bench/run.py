@@ -76,6 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     env = environment(args)
     os.environ.update(env)  # this process and every one it starts
     os.chdir(ROOT)
+    for name, up in (
+        ("PostgreSQL", harness.postgres_answers(f"{PG_SERVER}/postgres")),
+        ("Redis", harness.redis_answers(env["CELERY_BROKER_URL"])),
+    ):
+        if not up:
+            print(f"bench: {name} does not answer on 127.0.0.1; start it first", file=sys.stderr)
+            return 2
     harness.create_database(f"{PG_SERVER}/postgres", args.database)
     harness.migrate(env["DATABASE_URL"], settings=env["DJANGO_SETTINGS_MODULE"])
 

@@ -107,15 +107,6 @@ def amqp_answers(url: str, timeout: float = 2) -> bool:
         conn.release()
 
 
-def broker_answers(url: str) -> bool:
-    """The check of `url`'s kind (the filesystem broker always answers)."""
-    if url.startswith(("redis://", "rediss://")):
-        return redis_answers(url)
-    if url.startswith(("amqp://", "pyamqp://")):
-        return amqp_answers(url)
-    return True
-
-
 # --- database reset --------------------------------------------------------------------------
 
 
