@@ -330,11 +330,14 @@ CACHES = {"default": cache_from_env(env("CACHE_URL", ""))}
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: its WWW-Authenticate header makes anonymous requests a 401, not a 403.
-        "rest_framework.authentication.TokenAuthentication",
+        # Failed token checks are counted per client address and refused with 429 past
+        # the "failed_authentication" rate, before the database lookup.
+        "bookings.api.authentication.ThrottledTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON whose nesting exhausts the parser's recursion is a 400, not a RecursionError.
+    "DEFAULT_PARSER_CLASSES": ["bookings.api.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_THROTTLE_CLASSES": [
         "bookings.api.throttling.ClientRateThrottle",
@@ -343,7 +346,14 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "client": env("API_THROTTLE_CLIENT", "300/minute"),
         "anonymous": env("API_THROTTLE_ANONYMOUS", "60/minute"),
+        "failed_authentication": env("API_THROTTLE_FAILED_AUTHENTICATION", "20/minute"),
     },
+    # How many proxies in front of the web processes append to X-Forwarded-For: the client
+    # address the throttles count is the one the outermost of them saw. 0 (`make run`, no
+    # proxy): the connection's address, and a header the client writes counts for nothing.
+    # Behind one load balancer: 1. Never leave it unset (None): DRF would then trust the whole
+    # header, which the client chooses.
+    "NUM_PROXIES": env_int("API_NUM_PROXIES", 0),
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "bookings.api.pagination.BookingPagination",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -366,6 +376,12 @@ SPECTACULAR_SETTINGS = {
         "PaymentStatusEnum": "bookings.models.Booking.PaymentStatus",
     },
 }
+# The booking horizon (bookings.services): the furthest check-in accepted, in days from today
+# (a card hold cannot wait years for its stay), and the longest stay, in nights.
+BOOKING_MAX_DAYS_AHEAD = env_int("BOOKING_MAX_DAYS_AHEAD", 730)
+BOOKING_MAX_NIGHTS = env_int("BOOKING_MAX_NIGHTS", 30)
+# seed_demo creates a superuser and an API client: only settings that say so allow it (local).
+DEMO_DATA_ALLOWED = False
 # Idempotency-Key records are kept this long (seconds); a key reused later starts afresh.
 API_IDEMPOTENCY_TTL = env_int("API_IDEMPOTENCY_TTL", 24 * 3600)
 # The longest `Prefer: wait=<seconds>` honoured (RFC 7240); longer requests are cut to this.
