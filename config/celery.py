@@ -19,7 +19,9 @@ from django_structlog.celery.steps import DjangoStructLogInitStep
 
 from config import broker
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+# Fail closed: a process started without DJANGO_SETTINGS_MODULE runs the production settings,
+# which refuse to start without their required variables; local ones are asked for by name.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 broker.install()  # filesystem://: messages written whole before a worker can see them
 
 app = Celery("bookingops")
