@@ -22,7 +22,7 @@ from .base import (
 
 # These settings are also what a process started without DJANGO_SETTINGS_MODULE runs (manage.py,
 # wsgi, asgi, celery fail closed), so the message says how to ask for the laptop settings.
-HINT = (
+_settings_hint = (
     " (production settings, also used when DJANGO_SETTINGS_MODULE is not set; on a laptop or "
     "for the demo: export DJANGO_SETTINGS_MODULE=config.settings.local)"
 )
@@ -32,7 +32,7 @@ def required(name: str) -> str:
     """An environment variable that must be set and not empty."""
     value = os.environ.get(name)
     if value is None:
-        raise ImproperlyConfigured(f"The environment variable {name} is required{HINT}.")
+        raise ImproperlyConfigured(f"The environment variable {name} is required{_settings_hint}.")
     if not value.strip():
         raise ImproperlyConfigured(f"The environment variable {name} is required (it is empty).")
     return value
