@@ -276,15 +276,12 @@ CELERY_TASK_QUEUES = celery_queues(CELERY_TASK_DEFAULT_QUEUE, BOOKING_QUEUES)
 BOOKING_PROVIDER_RATE_LIMITS = env_json("BOOKING_PROVIDER_RATE_LIMITS", {})
 # Circuit breakers, one per provider, their state shared by all workers (coordination cache):
 # `failure_threshold` transient failures from that many different calls (idempotency keys) with
-# no success in between, within `window` seconds, open the circuit; its steps then wait
-# `cool_down` seconds without spending retries; one half-open probe closes it again.
+# no success in between, within `window` seconds, open the circuit; calls not made while it is
+# open wait `cool_down` seconds without spending retries (at most a step's `max_wait` in all);
+# one half-open probe closes it again, or, failing, spends its attempt and opens it again.
 # Per-provider overrides: BOOKING_CIRCUIT_BREAKERS='{"payments": {"cool_down": 60}}'.
 BOOKING_CIRCUIT_BREAKER_DEFAULTS = {"failure_threshold": 5, "window": 60, "cool_down": 15}
 BOOKING_CIRCUIT_BREAKERS = env_json("BOOKING_CIRCUIT_BREAKERS", {})
-# A worker reads every provider's circuit state (and the sandbox outage flags) in one round trip
-# and answers its guarded calls from that read for this many seconds; a circuit opened by
-# another process is seen at most this late. 0: one round trip per call.
-BOOKING_GUARD_READ_MAX_AGE = float(env("BOOKING_GUARD_READ_MAX_AGE", "0.1"))
 # Every process of a deployment must see the same circuit state, rate-limit counters and sandbox
 # outage flags: Redis in production (COORDINATION_CACHE_URL, else CACHE_URL); on one machine
 # without Redis (`make run`), a file cache under DATA_DIR that all local processes share.
