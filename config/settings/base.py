@@ -199,6 +199,15 @@ def broker_transport_options(broker_url: str, data_dir: Path) -> dict:
 
 
 CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(CELERY_BROKER_URL, DATA_DIR)
+
+
+def broker_transport(broker_url: str) -> str | None:
+    """The embedded broker's transport, by path (config/broker.py: kombu's, written whole);
+    None lets kombu pick the transport from the URL's scheme."""
+    return "config.broker:Transport" if broker_url.startswith("filesystem") else None
+
+
+CELERY_BROKER_TRANSPORT = broker_transport(CELERY_BROKER_URL)
 # Celery's Django fixup closes every database connection before and after each task unless this
 # is set: a new PostgreSQL connection (a forked backend) per task. Keep them; sagas/tasks.py
 # closes only the unusable or expired ones before each task, as Django does per request.
@@ -216,6 +225,10 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-stalled-sagas": {
         "task": "sagas.tasks.sweep",
         "schedule": float(env("SAGA_SWEEP_INTERVAL", "10")),
+    },
+    "purge-expired-idempotency-keys": {
+        "task": "bookings.tasks.purge_expired_idempotency_keys",
+        "schedule": 3600.0,
     },
 }
 
@@ -287,7 +300,7 @@ BOOKING_CIRCUIT_BREAKERS = env_json("BOOKING_CIRCUIT_BREAKERS", {})
 # without Redis (`make run`), a file cache under DATA_DIR that all local processes share.
 COORDINATION_CACHE_URL = env("COORDINATION_CACHE_URL", os.environ.get("CACHE_URL", ""))
 COORDINATION_CACHE = (
-    {"BACKEND": "config.cache.ReusingRedisCache", "LOCATION": COORDINATION_CACHE_URL}
+    {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": COORDINATION_CACHE_URL}
     if COORDINATION_CACHE_URL.startswith(("redis://", "rediss://", "unix://"))
     else {
         "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
@@ -312,7 +325,7 @@ HEALTH_WORKER_PING_TIMEOUT = float(env("HEALTH_WORKER_PING_TIMEOUT", "1"))
 # in production. Without it each process keeps its own local memory (fine for `make run`).
 def cache_from_env(url: str) -> dict:
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return {"BACKEND": "config.cache.ReusingRedisCache", "LOCATION": url}
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
     if url.startswith("db://"):
         # needs `manage.py createcachetable`
         return {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": url[5:]}
