@@ -29,13 +29,14 @@ from celery import current_app
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Min
 from django.utils import timezone
 
 from . import faults, instrument, loading, optimistic
 from .definition import (
     ACTION,
     COMPENSATION,
+    RetryPolicy,
     SagaDefinition,
     Step,
     StepContext,
@@ -476,11 +477,20 @@ def _apply_outcome(
         return "succeeded"
 
     row.error, row.error_code, row.response = error.message, error.code[:64], error.data
-    if isinstance(error, Deferral):
-        _defer(saga, step, row, error.delay)
-        return "deferred"
     policy = step.policy(saga.saga_type, row.direction)
     retriable = isinstance(error, TransientError) and error.code != "no_outcome"
+    if isinstance(error, Deferral):
+        if error.code != "circuit_open" or not _waited_too_long(row, policy):
+            _defer(saga, step, row, error.delay)
+            return "deferred"
+        # The provider's circuit stayed open past the step's schedule and max_wait: give up as
+        # if the retries had run out (an earlier attempt may have acted: compensated if so).
+        error = TransientError(
+            f"{error.message}; gave up after {policy.give_up_after():.0f}s",
+            code="provider_unavailable",
+        )
+        row.error, row.error_code = error.message, error.code
+        retriable = False
     if retriable and row.attempt < policy.max_attempts:
         row.status = StepStatus.RETRYING
         _save_outcome(row)
@@ -511,6 +521,16 @@ def _apply_outcome(
     else:
         _begin_compensation(saga, target, definition, _reason(error))
     return "failed"
+
+
+def _waited_too_long(row: SagaStep, policy: RetryPolicy) -> bool:
+    """Whether the step (this round of it, in this direction) has been trying for longer than
+    its retry schedule plus max_wait allow."""
+    first = SagaStep.objects.filter(
+        saga_id=row.saga_id, name=row.name, direction=row.direction, round=row.round
+    ).aggregate(first=Min("created_at"))["first"]
+    started = first or row.created_at
+    return timezone.now() - started > timedelta(seconds=policy.give_up_after())
 
 
 def _defer(saga: Saga, step: Step, row: SagaStep, delay: float) -> None:
