@@ -248,8 +248,9 @@ SAGA_CHAIN_STEPS = env_bool("SAGA_CHAIN_STEPS", True)
 # PostgreSQL: record a successful action in one statement, no lock (sagas/optimistic.py), and
 # take the locked path only on a conflict. Off: every outcome takes the locked path.
 SAGA_ONE_STATEMENT_RECORD = env_bool("SAGA_ONE_STATEMENT_RECORD", True)
-# Fault injection for the fault suite, never set in production: {"pause_after_action": {...}}.
-SAGA_FAULTS = env_json("SAGA_FAULTS", {})
+# Engine plug-ins (sagas/plugins.py): dotted paths of EnginePlugin subclasses. None here; the
+# test settings install the fault suite's injection.
+SAGA_ENGINE_PLUGINS: list[str] = []
 
 # --- Providers ----------------------------------------------------------------------------
 BOOKING_PROVIDERS = {
