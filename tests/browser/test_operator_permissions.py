@@ -9,10 +9,10 @@ from django.contrib.auth.models import Permission
 from playwright.sync_api import Page
 
 from bookings.models import Booking
-from sagas import engine
 from sagas.models import SagaEvent
 
 from ..factories import ResourceFactory, UserFactory
+from ..faults.injection import messages_lost
 from ..helpers import book, drive, reload
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -33,7 +33,7 @@ def parked() -> Iterator[Booking]:
     """A booking whose confirmation e-mail bounced until retries ran out: requires attention,
     with an authorization and a reservation a compensation would undo. Step messages are
     dropped (the test runs no worker) until the test ends."""
-    with engine.messages_lost():
+    with messages_lost():
         booking = book(ResourceFactory(code="garden-room"), email="bounce@example.com")
         drive(booking.saga_id)
         booking = reload(booking)
