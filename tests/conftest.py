@@ -44,7 +44,7 @@ def resource(db) -> Any:
 class Worker(harness.Worker):
     """A real `celery worker` process on the suite's broker, queue and test database (started at
     once), killed with its children when the test ends. `faults` installs the worker-side fault
-    injection of sagas/faults.py."""
+    injection of tests/faults/injection.py; `pool` is Celery's (prefork, solo, threads)."""
 
     def __init__(
         self,
@@ -54,6 +54,7 @@ class Worker(harness.Worker):
         faults: dict | None = None,
         queues: str | None = None,
         extra_env: dict | None = None,
+        pool: str = "prefork",
     ) -> None:
         super().__init__(
             name,
@@ -67,6 +68,7 @@ class Worker(harness.Worker):
                 **(extra_env or {}),
             },
             log_path=ARTIFACTS / f"worker-{name}.log",
+            pool=pool,
             concurrency=concurrency,
         )
         self.log_path.unlink(missing_ok=True)
