@@ -19,7 +19,8 @@ from sagas.models import Saga, SagaStep
 
 from .models import Booking, Resource
 from .providers.models import InventoryReservation, ProviderResolution
-from .selectors import PROVIDER_REFERENCE, provider_effect
+from .saga import BOOKING_SAGA, STEP_NAMES
+from .selectors import provider_effect, stuck_condition
 
 SAGA_STATUS = {
     Booking.State.COMPLETED: Saga.Status.COMPLETED,
@@ -33,6 +34,7 @@ class ConsistencyReport:
     bookings: int = 0
     states: Counter[str] = field(default_factory=Counter)
     stuck: list[str] = field(default_factory=list)
+    in_flight: list[str] = field(default_factory=list)
     duplicated_effects: list[str] = field(default_factory=list)
     orphan_authorizations: list[str] = field(default_factory=list)
     orphan_reservations: list[str] = field(default_factory=list)
@@ -61,6 +63,7 @@ class ConsistencyReport:
         return {
             "bookings": self.bookings,
             "states": dict(self.states),
+            "in_flight": self.in_flight,
             **{name: getattr(self, name) for name in self.PROBLEMS},
             "ok": self.ok,
         }
@@ -78,6 +81,13 @@ def consistency_report(*, booking_ids: list[Any] | None = None) -> ConsistencyRe
         bookings = bookings.filter(pk__in=booking_ids)
     rows = list(bookings)
     report.bookings = len(rows)
+    # The one definition of stuck (sagas.recovery): a booking waiting for a retry is in flight,
+    # not stuck.
+    stuck_ids = set(
+        Booking.objects.filter(pk__in=[b.pk for b in rows])
+        .filter(stuck_condition())
+        .values_list("pk", flat=True)
+    )
 
     recorded: set[str] = set()
     succeeded: dict[str, set[tuple[str, str]]] = defaultdict(set)
@@ -98,7 +108,7 @@ def consistency_report(*, booking_ids: list[Any] | None = None) -> ConsistencyRe
         report.states[booking.state] += 1
         ref = booking.reference
         if booking.state not in Booking.TERMINAL:
-            report.stuck.append(ref)
+            (report.stuck if booking.pk in stuck_ids else report.in_flight).append(ref)
             continue
         saga = booking.saga
         if saga is None or saga.status != SAGA_STATUS[booking.state]:
@@ -115,7 +125,7 @@ def consistency_report(*, booking_ids: list[Any] | None = None) -> ConsistencyRe
         results = saga.results if saga else {}
         for step in ("preauthorize", "confirm"):
             found = effects[f"{step}:action"]
-            mine = (results or {}).get(step, {}).get(PROVIDER_REFERENCE[step])
+            mine = (results or {}).get(step, {}).get(BOOKING_SAGA.step(step).meta["reference"])
             if found is not None and mine and found.reference != mine:
                 report.duplicated_effects.append(
                     f"{ref}: {step} recorded {mine} but the provider holds {found.reference}"
@@ -127,7 +137,7 @@ def consistency_report(*, booking_ids: list[Any] | None = None) -> ConsistencyRe
                 report.orphan_reservations.append(ref)
         if booking.state == Booking.State.COMPLETED:
             done = succeeded[str(booking.saga_id)]
-            if not {(s, "action") for s in Booking.STEP_STATES} <= done:
+            if not {(s, "action") for s in STEP_NAMES} <= done:
                 report.disagreements.append(f"{ref}: completed but steps {sorted(done)}")
             if not (live_auth and held_room):
                 report.disagreements.append(f"{ref}: completed without its hold and room")

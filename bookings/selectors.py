@@ -16,7 +16,6 @@ from django.db.models import (
     BooleanField,
     Case,
     Count,
-    Exists,
     Max,
     OuterRef,
     Q,
@@ -27,12 +26,13 @@ from django.db.models import (
 )
 from django.utils import timezone
 
-from sagas import engine
+from sagas import engine, recovery
 from sagas.errors import StepError
 from sagas.models import Saga, SagaEvent, SagaStep
 
 from .models import Booking
 from .providers import base as providers
+from .saga import BOOKING_SAGA
 
 FAILED_STATUSES = (SagaStep.Status.FAILED, SagaStep.Status.RETRYING)
 
@@ -43,20 +43,12 @@ def _saga_of(booking: Booking) -> uuid.UUID:
     return booking.saga_id
 
 
-# --- stuck: one definition for the list filter, the dashboard and the commands ---------------
-
-
-def _scheduled_attempts() -> QuerySet[SagaStep]:
-    return SagaStep.objects.filter(saga_id=OuterRef("saga_id"), status=SagaStep.Status.SCHEDULED)
+# --- stuck: the engine's one definition (sagas.recovery.stuck_condition) -------------------
 
 
 def stuck_condition(now: datetime | None = None) -> Q:
-    """A booking is stuck when it is in flight and nothing will move it on by itself soon: its
-    scheduled attempt's lease ran out (the lease is the step's timeout past its scheduled time,
-    plus a grace period), or no attempt is scheduled at all."""
-    now = now or timezone.now()
-    lease_ran_out = Exists(_scheduled_attempts().filter(lease_expires_at__lt=now))
-    return Q(state__in=Booking.IN_FLIGHT) & (lease_ran_out | ~Exists(_scheduled_attempts()))
+    """Bookings whose saga is stuck (sagas.recovery.stuck_condition)."""
+    return recovery.stuck_condition(now, through="saga")
 
 
 def stuck_bookings(now: datetime | None = None) -> QuerySet[Booking]:
@@ -162,31 +154,12 @@ def booking_admin_log(booking: Booking) -> QuerySet[LogEntry]:
 
 # --- what a compensation would undo ------------------------------------------------------------
 
-# The provider each step calls (the kinds of settings.BOOKING_PROVIDERS), and what the provider
-# says about an effect once its compensation undid it.
-STEP_PROVIDER = {
-    "fraud_check": "fraud",
-    "preauthorize": "payments",
-    "confirm": "inventory",
-    "send_email": "email",
-}
-UNDONE_STATUS = {"preauthorize": "voided", "confirm": "released"}
-
 
 def provider_effect(step: str, idempotency_key: str) -> Any:
     """What the step's provider holds under this idempotency key (its contract's lookup): a
     decision, an authorization, a reservation, a receipt, or None when it never acted."""
-    kind = STEP_PROVIDER[step]
-    provider: Any = getattr(providers, kind)()
+    provider: Any = getattr(providers, BOOKING_SAGA.step(step).meta["provider"])()
     return provider.lookup(idempotency_key=idempotency_key)
-
-
-# Where each step's provider reference lands in the saga's results.
-PROVIDER_REFERENCE = {
-    "preauthorize": "authorization_ref",
-    "confirm": "reservation_ref",
-    "send_email": "message_id",
-}
 
 
 def compensation_plan(booking: Booking) -> list[dict[str, str]]:
@@ -196,7 +169,7 @@ def compensation_plan(booking: Booking) -> list[dict[str, str]]:
     results = saga.results or {}
     plan = []
     for step in engine.pending_compensations(saga):
-        ref_field = PROVIDER_REFERENCE.get(step.name, "")
+        ref_field = step.meta.get("reference", "")  # where its reference lands in the results
         plan.append(
             {
                 "step": step.name,
@@ -268,7 +241,6 @@ class StuckSaga:
 
 
 REASONS = {
-    "waiting_for_retry": "waiting for a retry",
     "worker_lost": "worker lost or lease expired",
     "message_lost": "message lost",
     "compensation_failed": "compensation failed",
@@ -280,15 +252,17 @@ def _provider_saw(row: SagaStep) -> bool:
     """Whether the provider shows the effect of this attempt's call: the worker got as far as
     the side effect. Asks the provider through its contract's lookup (a compensation shows as
     its action's effect undone); a provider that cannot answer now counts as not seen."""
-    if row.name not in STEP_PROVIDER:
+    step = next((s for s in BOOKING_SAGA.steps if s.name == row.name), None)
+    if step is None:
         return False
+    undone = providers.UNDONE_STATUS.get(step.meta["provider"])
     try:
-        if row.direction == SagaStep.Direction.ACTION or row.name not in UNDONE_STATUS:
+        if row.direction == SagaStep.Direction.ACTION or undone is None:
             return provider_effect(row.name, row.idempotency_key) is not None
         found = provider_effect(row.name, f"{row.saga_id}:{row.name}:{SagaStep.Direction.ACTION}")
     except StepError:
         return False
-    return found is not None and found.status == UNDONE_STATUS[row.name]
+    return found is not None and found.status == undone
 
 
 def _explain(booking: Booking, row: SagaStep | None, last_failed: SagaStep | None, now) -> tuple:
@@ -302,7 +276,8 @@ def _explain(booking: Booking, row: SagaStep | None, last_failed: SagaStep | Non
                 "compensation_failed",
                 f"compensation of {failed.name} gave up after {failed.attempt} attempt(s){error}",
                 f"when the provider is back: manage.py retry_booking {ref} --reason ...; "
-                f"or undo it by hand, then: manage.py resolve_booking {ref} --outcome cancelled",
+                f"or undo it by hand, then: manage.py resolve_booking {ref} --outcome cancelled "
+                '--done-at-provider "what you did there"',
                 failed,
             )
         return (
@@ -318,16 +293,6 @@ def _explain(booking: Booking, row: SagaStep | None, last_failed: SagaStep | Non
             "in flight but no attempt is scheduled: nothing will move it on",
             f"manage.py compensate_booking {ref} or resolve it after checking the providers",
             last_failed,
-        )
-    if row.lease_expires_at >= now:
-        previous = f" after: {last_failed.error}" if last_failed else ""
-        resent = f" (sent {row.dispatch_count} times)" if row.dispatch_count > 1 else ""
-        return (
-            "waiting_for_retry",
-            f"attempt {row.attempt} of {row.name} ({row.direction}) due at "
-            f"{row.scheduled_for:%H:%M:%S}{resent}{previous}",
-            "nothing to do: it runs by itself (manage.py retry_booking to run it now)",
-            row,
         )
     saw = _provider_saw(row)
     if saw or row.dispatch_count > 1:
@@ -355,19 +320,12 @@ def _explain(booking: Booking, row: SagaStep | None, last_failed: SagaStep | Non
 
 def explain_stuck(now: datetime | None = None, limit: int = 200) -> list[StuckSaga]:
     """Every booking that is not moving on by itself, oldest first, with why and what fixes it:
-    parked for an operator, a lease that ran out (worker or message lost), or a retry that is
-    waiting for its backoff. Costs a few queries per booking listed (on-call use, bounded by
-    `limit`)."""
+    stuck (a lease that ran out: worker or message lost; or nothing scheduled) or parked for an
+    operator. A booking waiting for a retry is moving on by itself and is not listed. Costs a
+    few queries per booking listed (on-call use, bounded by `limit`)."""
     now = now or timezone.now()
-    in_retry = Exists(
-        _scheduled_attempts().filter(Q(attempt__gt=1) | Q(round__gt=1) | Q(dispatch_count__gt=1))
-    )
     candidates = (
-        Booking.objects.filter(
-            stuck_condition(now)
-            | Q(state=Booking.State.REQUIRES_ATTENTION)
-            | (Q(state__in=Booking.IN_FLIGHT) & in_retry)
-        )
+        Booking.objects.filter(stuck_condition(now) | Q(state=Booking.State.REQUIRES_ATTENTION))
         .order_by("state_changed_at")
         .select_related("saga")[:limit]
     )

@@ -55,7 +55,7 @@ class SandboxPaymentGateway:
             return self._again(idempotency_key, token=token, amount=amount, currency=currency)
         if flaky:
             raise ProviderUnavailable(
-                "payment gateway unavailable (sandbox tok_flaky)", code="gateway"
+                "payment gateway timed out (sandbox: flaky card)", code="gateway"
             )
         return _result(record)
 
@@ -84,7 +84,7 @@ class SandboxPaymentGateway:
             record.save()
         if transient:
             raise ProviderUnavailable(
-                "payment gateway unavailable (sandbox tok_flaky)", code="gateway"
+                "payment gateway timed out (sandbox: flaky card)", code="gateway"
             )
         return _result(record)
 
@@ -113,7 +113,9 @@ class SandboxPaymentGateway:
                 record.void_key = idempotency_key
             record.save()
         if failed:
-            raise ProviderUnavailable("void failed (sandbox tok_void_fails)", code="gateway")
+            raise ProviderUnavailable(
+                "void refused (sandbox: card whose voids fail)", code="gateway"
+            )
         return VoidResult(record.reference, "voided")
 
     def lookup(self, *, idempotency_key: str) -> AuthorizationResult | None:

@@ -14,6 +14,7 @@ from django.db import connection
 from bookings.consistency import provider_effects
 from bookings.models import Booking, Resource
 from bookings.providers.models import InventoryReservation
+from bookings.saga import STEP_NAMES
 from bookings.services import booking_create
 from sagas import engine
 from sagas.models import Saga, SagaStep
@@ -155,7 +156,7 @@ def assert_history_agrees(booking: Booking, effects: dict[str, Any] | None = Non
     done = set(steps.filter(status="succeeded").values_list("name", "direction"))
     recorded_keys = set(steps.exclude(status="scheduled").values_list("idempotency_key", flat=True))
     if booking.state == Booking.State.COMPLETED:
-        assert {(n, "action") for n in Booking.STEP_STATES} <= done, (booking, done)
+        assert {(n, "action") for n in STEP_NAMES} <= done, (booking, done)
     if booking.state == Booking.State.CANCELLED:
         for name in ("preauthorize", "confirm"):
             if (name, "action") in done:

@@ -188,6 +188,9 @@ class EmailSender(Protocol):
 
 
 KINDS = ("fraud", "payments", "inventory", "email")
+# The status a provider's lookup shows for an effect once it was undone (the other kinds undo
+# nothing: a decision stands, a sent message stays sent).
+UNDONE_STATUS = {"payments": "voided", "inventory": "released"}
 
 
 def is_sandbox(dotted_path: str) -> bool:

@@ -19,3 +19,5 @@ ALLOWED_HOSTS = ["*"]
 # template wins over the admin's own.
 INSTALLED_APPS = ["sandbox", *INSTALLED_APPS]
 BOOKING_PROVIDERS = booking_providers(SANDBOX_PROVIDERS)
+# The demo data of `make run` (a superuser with a generated password, an API client).
+DEMO_DATA_ALLOWED = True
