@@ -24,6 +24,7 @@ PRODUCTION = {
     "DATABASE_URL": "postgres://bookings:secret@db.internal:5432/bookings",
     "CELERY_BROKER_URL": "redis://redis.internal:6379/0",
     "DJANGO_SECURE_SSL_REDIRECT": "0",
+    "STRIPE_API_KEY": "sk_test_fail_closed",
 }
 SHOW_SETTINGS = (
     "from django.conf import settings; print(settings.SETTINGS_MODULE, settings.DEBUG, "

@@ -13,7 +13,7 @@ from django.test import Client
 from ..conftest import ROOT
 from ..factories import UserFactory
 
-PACKAGES = ["bookings", "sagas", "config", "ops"]
+PACKAGES = ["bookings", "sagas", "config", "ops", "devtools", "bench", "tools"]
 
 
 def _imports(path: Path) -> set[str]:
