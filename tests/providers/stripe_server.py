@@ -61,7 +61,7 @@ class FakeStripe:
     requests: list[Recorded] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     down: bool = False
-    hang_seconds: float = 3.0
+    hang_seconds: float = 4.0
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
 
@@ -325,7 +325,7 @@ def stripe_server(settings) -> Any:
     server, fake = start()
     settings.STRIPE_API_KEY = "sk_test_local"
     settings.STRIPE_API_BASE = fake.url
-    settings.STRIPE_TIMEOUT = 1.5
+    settings.STRIPE_TIMEOUT = 3.0  # generous: a busy machine must not time out a healthy server
     yield fake
     server.shutdown()
     server.server_close()

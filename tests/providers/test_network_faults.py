@@ -52,7 +52,7 @@ def on_stripe(settings, stripe_server) -> dict[str, str]:
         "BOOKING_PAYMENT_PROVIDER": STRIPE,
         "STRIPE_API_KEY": "sk_test_local",
         "STRIPE_API_BASE": stripe_server.url,
-        "STRIPE_TIMEOUT": "1.5",
+        "STRIPE_TIMEOUT": "3",
     }
 
 
@@ -65,7 +65,7 @@ def on_smtp(settings, smtp_server: SmtpServer) -> dict[str, str]:
         "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
         "EMAIL_HOST": "127.0.0.1",
         "EMAIL_PORT": str(smtp_server.port),
-        "EMAIL_TIMEOUT": "1.5",
+        "EMAIL_TIMEOUT": "3",
     }
 
 
