@@ -20,6 +20,7 @@ from sagas import engine
 from sagas.errors import SagaStateError
 from sagas.models import Saga, time_ordered_id
 
+from . import events
 from .errors import ApplicationError
 from .models import Booking, Resource
 from .saga import SAGA_TYPE
@@ -51,6 +52,7 @@ def _validate(
     return errors
 
 
+@transaction.atomic  # the booking and its booking.created event, or neither
 def booking_create(
     *,
     resource_code: str,
@@ -111,6 +113,7 @@ def booking_create(
             "currency": resource.currency,
         },
     )
+    events.emit(booking, "created")
     return booking
 
 

@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "sagas",
+    "webhooks",
     "bookings",
     "bookings.providers",
     # Production readiness: /health/, /metrics, structured request logs.
@@ -217,6 +218,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "sagas.tasks.sweep",
         "schedule": float(env("SAGA_SWEEP_INTERVAL", "10")),
     },
+    "sweep-webhook-deliveries": {
+        "task": "webhooks.tasks.sweep",
+        "schedule": float(env("WEBHOOK_SWEEP_INTERVAL", "10")),
+    },
 }
 
 # --- Sagas --------------------------------------------------------------------------------
@@ -267,7 +272,10 @@ def celery_queues(default_queue: str, step_queues: dict[str, str]) -> list[Queue
     return [Queue(name, Exchange(name), routing_key=name) for name in names]
 
 
-CELERY_TASK_QUEUES = celery_queues(CELERY_TASK_DEFAULT_QUEUE, BOOKING_QUEUES)
+WEBHOOK_QUEUE = env("WEBHOOK_QUEUE", "webhooks")  # deliveries: apart from every saga's queue
+CELERY_TASK_QUEUES = celery_queues(
+    CELERY_TASK_DEFAULT_QUEUE, {**BOOKING_QUEUES, "webhooks": WEBHOOK_QUEUE}
+)
 # Calls per second / minute allowed to each provider across *all* workers, e.g.
 # BOOKING_PROVIDER_RATE_LIMITS='{"payments": "20/s", "email": "600/m"}'. Enforced by a shared
 # counter in the coordination cache (bookings/providers/guard.py), not by Celery's rate_limit,
@@ -370,3 +378,47 @@ SPECTACULAR_SETTINGS = {
 API_IDEMPOTENCY_TTL = env_int("API_IDEMPOTENCY_TTL", 24 * 3600)
 # The longest `Prefer: wait=<seconds>` honoured (RFC 7240); longer requests are cut to this.
 API_PREFER_WAIT_MAX = env_int("API_PREFER_WAIT_MAX", 30)
+
+
+# --- Webhooks (webhooks/, docs/webhooks.md) ---------------------------------------------------
+# The event types a client may subscribe to; an endpoint with none listed receives them all.
+WEBHOOK_EVENT_TYPES = [
+    "booking.created",
+    "booking.completed",
+    "booking.cancelled",
+    "booking.requires_attention",
+    "booking.resolved",
+]
+# Seconds to wait before each retry after a failed attempt (Standard Webhooks / Svix-like,
+# stretched to about three days): attempt n+1 waits the n-th delay; after the last one the
+# delivery has failed for good. 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 20 h.
+WEBHOOK_RETRY_SCHEDULE = env_json(
+    "WEBHOOK_RETRY_SCHEDULE", [5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 72000]
+)
+# Receivers must use https (off only for `make run` and the tests) and may not resolve to a
+# loopback, link-local, private or reserved address, unless it is in these networks (CIDR).
+WEBHOOK_REQUIRE_HTTPS = env_bool("WEBHOOK_REQUIRE_HTTPS", True)
+WEBHOOK_ALLOWED_NETWORKS = [n for n in env("WEBHOOK_ALLOWED_NETWORKS", "").split(",") if n]
+# One attempt: connect within, and get the whole answer within, these many seconds.
+WEBHOOK_CONNECT_TIMEOUT = float(env("WEBHOOK_CONNECT_TIMEOUT", "5"))
+WEBHOOK_TIMEOUT = float(env("WEBHOOK_TIMEOUT", "10"))
+# At most this many attempts in flight per endpoint (the others wait WEBHOOK_DEFER seconds
+# without spending a retry), so one slow receiver holds at most that many worker processes.
+WEBHOOK_ENDPOINT_CONCURRENCY = env_int("WEBHOOK_ENDPOINT_CONCURRENCY", 2)
+WEBHOOK_DEFER = float(env("WEBHOOK_DEFER", "2"))
+# Circuit per endpoint: after this many failed attempts in a row its deliveries wait
+# `cool_down` seconds (without spending retries), then one probe at a time until one succeeds.
+WEBHOOK_CIRCUIT = env_json("WEBHOOK_CIRCUIT", {"failure_threshold": 5, "cool_down": 60})
+# An endpoint whose attempts have all failed for this long is disabled; its owner and the
+# operators (ADMINS) are told.
+WEBHOOK_DISABLE_AFTER = env_int("WEBHOOK_DISABLE_AFTER", 5 * 24 * 3600)
+# A retry due within this many seconds is sent with a countdown; a later one by the sweeper
+# (a broker holds countdown messages unacknowledged, CELERY_VISIBILITY_TIMEOUT).
+WEBHOOK_COUNTDOWN_MAX = float(env("WEBHOOK_COUNTDOWN_MAX", "300"))
+# The sweeper sends a due delivery again when its message has not been taken this long after
+# it was due (lost between commit and broker, or its worker died).
+WEBHOOK_REDISPATCH_AFTER = float(env("WEBHOOK_REDISPATCH_AFTER", "60"))
+WEBHOOK_SWEEP_BATCH = env_int("WEBHOOK_SWEEP_BATCH", 500)
+# The events feed hides events younger than this (seconds), so that a transaction that took
+# its event id earlier but committed later is not skipped by a client reading `after=<id>`.
+WEBHOOK_FEED_SETTLE = float(env("WEBHOOK_FEED_SETTLE", "2"))

@@ -1,0 +1,460 @@
+"""Webhooks' operations: publish an event (the transactional outbox), manage a client's
+endpoints, run one delivery attempt, sweep, redeliver. The API, the admin and the tasks call
+these. This app knows nothing of bookings: a caller gives the event's owner, type, subject and
+data."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import mail_admins, send_mail
+from django.db import connection, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from . import addresses, signing, transport
+from .models import Attempt, Delivery, Endpoint, Event, Notice
+
+log = logging.getLogger(__name__)
+
+# How long past its timeout an attempt's worker is presumed dead.
+LEASE_MARGIN = 30.0
+
+
+class WebhookError(Exception):
+    """Bad input to a webhooks service; `fields` says which, for a 400."""
+
+    def __init__(self, message: str, fields: dict[str, list[str]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or {}
+
+
+class OutsideTransaction(RuntimeError):
+    """publish() was called with no transaction open: the event would not be atomic with the
+    change it reports."""
+
+
+# --- publishing (inside the caller's transaction) ------------------------------------------
+
+
+def ensure_in_transaction() -> None:
+    """Raise OutsideTransaction unless a transaction is open (a caller may check this before
+    building an event's data)."""
+    if not connection.in_atomic_block:
+        raise OutsideTransaction("publish() must run inside the transaction of the change")
+
+
+def publish(*, owner: Any, type: str, subject_id: str, data: dict[str, Any]) -> Event:
+    """Write an event, and one pending delivery per enabled endpoint of `owner` that wants its
+    type, in the caller's transaction: committed with the change it reports, or not at all.
+    Each delivery's message leaves after commit (a lost one is sent again by the sweeper).
+    Raises OutsideTransaction when no transaction is open."""
+    ensure_in_transaction()
+    now = timezone.now()
+    last = Event.objects.filter(subject_id=subject_id).aggregate(n=Max("sequence"))["n"]
+    event = Event.objects.create(
+        type=type,
+        owner=owner,
+        subject_id=str(subject_id),
+        sequence=(last or 0) + 1,
+        data=data,
+        created_at=now,
+    )
+    if owner is None:
+        return event
+    endpoints = [
+        e for e in Endpoint.objects.filter(owner=owner, enabled=True).only("id", "event_types")
+    ]
+    deliveries = Delivery.objects.bulk_create(
+        [
+            Delivery(event=event, endpoint=e, next_attempt_at=now, dispatched_at=now)
+            for e in endpoints
+            if e.wants(type)
+        ]
+    )
+    for delivery in deliveries:
+        _send_on_commit(delivery.pk)
+    return event
+
+
+def _send_on_commit(delivery_id: int, delay: float = 0.0) -> None:
+    from .tasks import deliver
+
+    def send() -> None:
+        try:
+            deliver.apply_async((delivery_id,), queue=settings.WEBHOOK_QUEUE, countdown=delay)
+        except Exception:  # the broker is down: the row is written, the sweeper sends it later
+            log.warning("delivery %s: message not sent; the sweeper will", delivery_id)
+
+    transaction.on_commit(send)
+
+
+def body_of(event: Event) -> bytes:
+    """The bytes signed and sent: the same for every attempt of every delivery of the event."""
+    return json.dumps(represent(event), separators=(",", ":"), sort_keys=True).encode()
+
+
+def represent(event: Event) -> dict[str, Any]:
+    """An event as the webhook body and the events feed show it."""
+    return {
+        "id": str(event.id),
+        "type": event.type,
+        "timestamp": event.created_at.isoformat().replace("+00:00", "Z"),
+        "subject": event.subject_id,
+        "sequence": event.sequence,
+        "data": event.data,
+    }
+
+
+# --- endpoints -----------------------------------------------------------------------------
+
+
+def _clean(url: str | None, event_types: list[str] | None) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    if url is not None:
+        try:
+            addresses.check_url(url)
+        except addresses.ForbiddenAddress as exc:
+            errors["url"] = [str(exc)]
+    if event_types is not None:
+        unknown = sorted(set(event_types) - set(settings.WEBHOOK_EVENT_TYPES))
+        if unknown:
+            errors["event_types"] = [
+                f"Unknown event type(s): {', '.join(unknown)}. "
+                f"Known: {', '.join(settings.WEBHOOK_EVENT_TYPES)}."
+            ]
+    return errors
+
+
+def endpoint_create(
+    *, owner: Any, url: str, event_types: list[str], description: str = ""
+) -> Endpoint:
+    """A new endpoint with a new secret (the caller shows it once)."""
+    errors = _clean(url, event_types)
+    if errors:
+        raise WebhookError("Invalid endpoint.", errors)
+    return Endpoint.objects.create(
+        owner=owner,
+        url=url,
+        event_types=sorted(set(event_types)),
+        description=description,
+        secret=signing.new_secret(),
+    )
+
+
+def endpoint_update(*, endpoint: Endpoint, **changes: Any) -> Endpoint:
+    """Change url, event_types, description or enabled. Enabling again clears the endpoint's
+    failure record and circuit; its pending deliveries resume."""
+    errors = _clean(changes.get("url"), changes.get("event_types"))
+    if errors:
+        raise WebhookError("Invalid endpoint.", errors)
+    with transaction.atomic():
+        endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
+        for name in ("url", "description"):
+            if name in changes:
+                setattr(endpoint, name, changes[name])
+        if "event_types" in changes:
+            endpoint.event_types = sorted(set(changes["event_types"]))
+        if "enabled" in changes and changes["enabled"] != endpoint.enabled:
+            endpoint.enabled = changes["enabled"]
+            if endpoint.enabled:
+                endpoint.disabled_reason, endpoint.disabled_at = "", None
+                endpoint.failing_since, endpoint.consecutive_failures = None, 0
+                endpoint.circuit_open_until = None
+            else:
+                endpoint.disabled_reason, endpoint.disabled_at = "disabled by its owner", now()
+        endpoint.save()
+    return endpoint
+
+
+def endpoint_rotate_secret(*, endpoint: Endpoint, overlap_seconds: int) -> Endpoint:
+    """A new secret; the current one keeps signing too for `overlap_seconds` (both signatures
+    are sent), so receivers can switch without losing a message."""
+    if not 0 <= overlap_seconds <= 7 * 24 * 3600:
+        raise WebhookError(
+            "Invalid overlap.", {"overlap_seconds": ["Give 0 to 604800 seconds (7 days)."]}
+        )
+    with transaction.atomic():
+        endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
+        endpoint.previous_secret = endpoint.secret if overlap_seconds else ""
+        endpoint.previous_secret_expires_at = (
+            now() + timedelta(seconds=overlap_seconds) if overlap_seconds else None
+        )
+        endpoint.secret = signing.new_secret()
+        endpoint.save()
+    return endpoint
+
+
+def signing_secrets(endpoint: Endpoint, at: datetime) -> list[str]:
+    """The secrets that sign a message sent at `at`: the current one, and the previous one while
+    its overlap lasts."""
+    keys = [endpoint.secret]
+    expires = endpoint.previous_secret_expires_at
+    if endpoint.previous_secret and expires is not None and at < expires:
+        keys.append(endpoint.previous_secret)
+    return keys
+
+
+def now() -> datetime:
+    return timezone.now()
+
+
+# --- delivery ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What an attempt needs, read under lock; the attempt then runs with no transaction open."""
+
+    delivery_id: int
+    number: int
+    url: str
+    secrets: list[str]
+    msg_id: str
+    body: bytes
+
+
+def deliver(delivery_id: int) -> str:
+    """Run the attempt of a delivery that is due: claim it (one attempt at a time, within the
+    endpoint's concurrency limit and circuit), POST it, record the outcome and schedule the next
+    attempt. A message that comes early, twice, or for a finished delivery changes nothing.
+    Returns what happened, for the task's log."""
+    claim = _claim(delivery_id)
+    if isinstance(claim, str):
+        return claim
+    at = int(now().timestamp())
+    answer = transport.post(
+        claim.url,
+        signing.headers(claim.secrets, claim.msg_id, at, claim.body),
+        claim.body,
+        connect_timeout=settings.WEBHOOK_CONNECT_TIMEOUT,
+        timeout=settings.WEBHOOK_TIMEOUT,
+    )
+    return _record(claim, answer)
+
+
+def _claim(delivery_id: int) -> Claim | str:
+    with transaction.atomic():
+        delivery = (
+            Delivery.objects.select_for_update().select_related("event").filter(pk=delivery_id)
+        ).first()
+        if delivery is None or delivery.status != Delivery.Status.PENDING:
+            return "done"
+        moment = now()
+        if delivery.next_attempt_at > moment + timedelta(seconds=1):
+            return "early"  # a copy of an earlier message; the due one comes at its time
+        if delivery.in_flight_until is not None:
+            if delivery.in_flight_until > moment:
+                return "in flight"
+            # The last attempt's worker died before recording its outcome: it counts as a
+            # failed attempt (so a receiver that kills workers cannot be retried forever).
+            delivery.attempts += 1
+            Attempt.objects.create(
+                delivery=delivery,
+                number=delivery.attempts,
+                status=Attempt.Status.FAILED,
+                started_at=delivery.in_flight_until,
+                error="no outcome recorded: the worker stopped during the attempt",
+            )
+            delivery.in_flight_until = None
+            if delivery.attempts > len(settings.WEBHOOK_RETRY_SCHEDULE):
+                _give_up(delivery, "no outcome recorded for the last attempt")
+                delivery.save()
+                return "failed"
+        endpoint = Endpoint.objects.select_for_update().get(pk=delivery.endpoint_id)
+        if not endpoint.enabled:
+            _give_up(delivery, "the endpoint is disabled")
+            delivery.save()
+            return "endpoint disabled"
+        wait = _must_wait(endpoint, moment)
+        if wait:
+            delivery.next_attempt_at = moment + timedelta(seconds=wait)
+            _schedule(delivery, wait)
+            delivery.save()
+            return "deferred"
+        delivery.in_flight_until = moment + timedelta(
+            seconds=settings.WEBHOOK_CONNECT_TIMEOUT + settings.WEBHOOK_TIMEOUT + LEASE_MARGIN
+        )
+        delivery.save(update_fields=["in_flight_until", "attempts", "updated_at"])
+        return Claim(
+            delivery_id=delivery.pk,
+            number=delivery.attempts + 1,
+            url=endpoint.url,
+            secrets=signing_secrets(endpoint, moment),
+            msg_id=str(delivery.event.id),
+            body=body_of(delivery.event),
+        )
+
+
+def _must_wait(endpoint: Endpoint, moment: datetime) -> float:
+    """Seconds this endpoint's next attempt must wait (0: go now): its circuit is open, or it
+    has as many attempts in flight as it may (one while its circuit is half open)."""
+    if endpoint.circuit_open_until is not None and endpoint.circuit_open_until > moment:
+        return (endpoint.circuit_open_until - moment).total_seconds()
+    half_open = endpoint.consecutive_failures >= settings.WEBHOOK_CIRCUIT["failure_threshold"]
+    limit = 1 if half_open else settings.WEBHOOK_ENDPOINT_CONCURRENCY
+    running = Delivery.objects.filter(endpoint=endpoint, in_flight_until__gt=moment).count()
+    return settings.WEBHOOK_DEFER if running >= limit else 0.0
+
+
+def _schedule(delivery: Delivery, delay: float) -> None:
+    """Send the message of the next attempt: with a countdown if it is due soon, else leave it
+    to the sweeper (dispatched_at null)."""
+    if delay <= settings.WEBHOOK_COUNTDOWN_MAX:
+        delivery.dispatched_at = delivery.next_attempt_at
+        _send_on_commit(delivery.pk, delay)
+    else:
+        delivery.dispatched_at = None
+
+
+def _give_up(delivery: Delivery, why: str) -> None:
+    delivery.status = Delivery.Status.FAILED
+    delivery.last_error = why[:500]
+    delivery.in_flight_until = None
+
+
+def _record(claim: Claim, answer: transport.Answer) -> str:
+    moment = now()
+    with transaction.atomic():
+        delivery = Delivery.objects.select_for_update().get(pk=claim.delivery_id)
+        endpoint = Endpoint.objects.select_for_update().get(pk=delivery.endpoint_id)
+        if delivery.status != Delivery.Status.PENDING or delivery.attempts + 1 != claim.number:
+            return "duplicate"  # recorded meanwhile (a lease that ran out, an operator)
+        delivery.attempts = claim.number
+        delivery.in_flight_until = None
+        delivery.last_response_status = answer.status
+        Attempt.objects.create(
+            delivery=delivery,
+            number=claim.number,
+            status=Attempt.Status.SUCCEEDED if answer.ok else Attempt.Status.FAILED,
+            started_at=moment - timedelta(milliseconds=answer.duration_ms),
+            duration_ms=answer.duration_ms,
+            response_status=answer.status,
+            response_body=answer.body,
+            error=answer.error,
+        )
+        if answer.ok:
+            delivery.status = Delivery.Status.SUCCEEDED
+            delivery.delivered_at = moment
+            delivery.last_error = ""
+            endpoint.failing_since, endpoint.consecutive_failures = None, 0
+            endpoint.circuit_open_until = None
+            outcome = "delivered"
+        else:
+            delivery.last_error = (answer.error or f"answered {answer.status}")[:500]
+            outcome = _failed(delivery, endpoint, moment)
+        delivery.save()
+        endpoint.save(
+            update_fields=[
+                "failing_since",
+                "consecutive_failures",
+                "circuit_open_until",
+                "enabled",
+                "disabled_reason",
+                "disabled_at",
+            ]
+        )
+    return outcome
+
+
+def _failed(delivery: Delivery, endpoint: Endpoint, moment: datetime) -> str:
+    """A failed attempt: schedule the next one or give up; open the endpoint's circuit after
+    too many failures in a row; disable an endpoint that has failed for too long."""
+    endpoint.failing_since = endpoint.failing_since or moment
+    endpoint.consecutive_failures += 1
+    circuit = settings.WEBHOOK_CIRCUIT
+    if endpoint.consecutive_failures >= circuit["failure_threshold"]:
+        endpoint.circuit_open_until = moment + timedelta(seconds=circuit["cool_down"])
+    failing_for = (moment - endpoint.failing_since).total_seconds()
+    if endpoint.enabled and failing_for >= settings.WEBHOOK_DISABLE_AFTER:
+        _disable(endpoint, moment, failing_for)
+    schedule = settings.WEBHOOK_RETRY_SCHEDULE
+    if delivery.attempts > len(schedule) or not endpoint.enabled:
+        _give_up(delivery, delivery.last_error)
+        return "failed"
+    delay = float(schedule[delivery.attempts - 1])
+    delivery.next_attempt_at = moment + timedelta(seconds=delay)
+    _schedule(delivery, delay)
+    return f"retry in {delay:g} s"
+
+
+def _disable(endpoint: Endpoint, moment: datetime, failing_for: float) -> None:
+    endpoint.enabled = False
+    endpoint.disabled_at = moment
+    days = failing_for / 86400
+    endpoint.disabled_reason = f"every attempt failed for {days:.1f} days"
+    message = (
+        f"The webhook endpoint {endpoint.url} ({endpoint.pk}) was disabled: every delivery "
+        f"attempt has failed since {endpoint.failing_since:%Y-%m-%d %H:%M} UTC. Fix the "
+        "receiver, then enable the endpoint again (PATCH enabled=true); its undelivered events "
+        "are in the events feed (GET /api/v1/events/)."
+    )
+    Notice.objects.create(kind=Notice.Kind.ENDPOINT_DISABLED, endpoint=endpoint, message=message)
+    owner_email = getattr(endpoint.owner, "email", "")
+
+    def tell() -> None:
+        subject = "Webhook endpoint disabled"
+        if owner_email:
+            send_mail(subject, message, None, [owner_email], fail_silently=True)
+        mail_admins(subject, message, fail_silently=True)
+
+    transaction.on_commit(tell)
+
+
+# --- recovery and operators ----------------------------------------------------------------
+
+
+def sweep(*, limit: int | None = None) -> int:
+    """Send again the message of every due delivery nobody took: lost between commit and broker,
+    not sent yet (a retry too far ahead for a countdown), or whose worker died (its lease ran
+    out). Returns how many were sent."""
+    moment = now()
+    stale = moment - timedelta(seconds=settings.WEBHOOK_REDISPATCH_AFTER)
+    due = (
+        Delivery.objects.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=moment)
+        .filter(Q(in_flight_until__isnull=True) | Q(in_flight_until__lt=moment))
+        .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=stale))
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[: limit or settings.WEBHOOK_SWEEP_BATCH]
+    )
+    ids = list(due)
+    if not ids:
+        return 0
+    with transaction.atomic():
+        Delivery.objects.filter(pk__in=ids).update(dispatched_at=moment)
+        for pk in ids:
+            _send_on_commit(pk)
+    return len(ids)
+
+
+def redeliver(*, deliveries: list[Delivery], actor: str, reason: str) -> int:
+    """An operator sends deliveries again now, whatever their status, with a fresh retry budget
+    (the same webhook-id). Recorded with who and why. Returns how many."""
+    if not reason.strip():
+        raise WebhookError("A reason is required.", {"reason": ["Give a reason."]})
+    ids = [d.pk for d in deliveries]
+    with transaction.atomic():
+        moment = now()
+        count = Delivery.objects.filter(pk__in=ids).update(
+            status=Delivery.Status.PENDING,
+            attempts=0,
+            next_attempt_at=moment,
+            dispatched_at=moment,
+            in_flight_until=None,
+            updated_at=moment,
+        )
+        for pk in ids:
+            _send_on_commit(pk)
+        Notice.objects.create(
+            kind=Notice.Kind.REDELIVERED,
+            actor=actor,
+            message=f"{count} deliveries sent again ({', '.join(map(str, ids[:50]))}). "
+            f"Reason: {reason.strip()}",
+        )
+    return count
