@@ -7,6 +7,7 @@ from ops.metrics import metrics_view
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("bookings.api.urls")),
+    path("api/v1/", include("webhooks.api.urls")),
     # Probes and scraping: expose them on the internal network only (README, Production).
     path("health/", HealthView.as_view(), name="health"),
     path("health/web/", HealthView.as_view(checks=WEB_CHECKS), name="health-web"),

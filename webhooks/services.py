@@ -173,6 +173,11 @@ def endpoint_update(*, endpoint: Endpoint, **changes: Any) -> Endpoint:
     return endpoint
 
 
+def endpoint_delete(*, endpoint: Endpoint) -> None:
+    """Delete an endpoint and its deliveries; its events stay (the events feed shows them)."""
+    endpoint.delete()
+
+
 def endpoint_rotate_secret(*, endpoint: Endpoint, overlap_seconds: int) -> Endpoint:
     """A new secret; the current one keeps signing too for `overlap_seconds` (both signatures
     are sent), so receivers can switch without losing a message."""

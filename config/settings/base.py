@@ -422,3 +422,7 @@ WEBHOOK_SWEEP_BATCH = env_int("WEBHOOK_SWEEP_BATCH", 500)
 # The events feed hides events younger than this (seconds), so that a transaction that took
 # its event id earlier but committed later is not skipped by a client reading `after=<id>`.
 WEBHOOK_FEED_SETTLE = float(env("WEBHOOK_FEED_SETTLE", "2"))
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
+    **SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"],  # type: ignore[dict-item]
+    "EventTypeEnum": WEBHOOK_EVENT_TYPES,
+}
