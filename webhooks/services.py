@@ -22,9 +22,6 @@ from .models import Attempt, Delivery, Endpoint, Event, Notice
 
 log = logging.getLogger(__name__)
 
-# How long past its timeout an attempt's worker is presumed dead.
-LEASE_MARGIN = 30.0
-
 
 class WebhookError(Exception):
     """Bad input to a webhooks service; `fields` says which, for a 400."""
@@ -277,14 +274,16 @@ def _claim(delivery_id: int) -> Claim | str:
             _give_up(delivery, "the endpoint is disabled")
             delivery.save()
             return "endpoint disabled"
-        wait = _must_wait(endpoint, moment)
+        wait = _must_wait(endpoint, moment) or _earlier_first(delivery)
         if wait:
             delivery.next_attempt_at = moment + timedelta(seconds=wait)
             _schedule(delivery, wait)
             delivery.save()
             return "deferred"
         delivery.in_flight_until = moment + timedelta(
-            seconds=settings.WEBHOOK_CONNECT_TIMEOUT + settings.WEBHOOK_TIMEOUT + LEASE_MARGIN
+            seconds=settings.WEBHOOK_CONNECT_TIMEOUT
+            + settings.WEBHOOK_TIMEOUT
+            + settings.WEBHOOK_LEASE_MARGIN
         )
         delivery.save(update_fields=["in_flight_until", "attempts", "updated_at"])
         return Claim(
@@ -306,6 +305,20 @@ def _must_wait(endpoint: Endpoint, moment: datetime) -> float:
     limit = 1 if half_open else settings.WEBHOOK_ENDPOINT_CONCURRENCY
     running = Delivery.objects.filter(endpoint=endpoint, in_flight_until__gt=moment).count()
     return settings.WEBHOOK_DEFER if running >= limit else 0.0
+
+
+def _earlier_first(delivery: Delivery) -> float:
+    """Seconds to wait so that an earlier event of the same subject, to the same endpoint, makes
+    its first attempt first (events then arrive in order while the receiver answers; after a
+    failure a later event may overtake a retried one: receivers order by `sequence`)."""
+    earlier = Delivery.objects.filter(
+        endpoint_id=delivery.endpoint_id,
+        status=Delivery.Status.PENDING,
+        attempts=0,
+        event__subject_id=delivery.event.subject_id,
+        event__sequence__lt=delivery.event.sequence,
+    )
+    return settings.WEBHOOK_DEFER if earlier.exists() else 0.0
 
 
 def _schedule(delivery: Delivery, delay: float) -> None:

@@ -7,7 +7,9 @@ from . import services
 
 # A backstop above the attempt's own timeouts: a task stuck past it is stopped, its lease runs
 # out and the sweeper sends the delivery again.
-HARD_LIMIT = settings.WEBHOOK_CONNECT_TIMEOUT + settings.WEBHOOK_TIMEOUT + services.LEASE_MARGIN
+HARD_LIMIT = (
+    settings.WEBHOOK_CONNECT_TIMEOUT + settings.WEBHOOK_TIMEOUT + settings.WEBHOOK_LEASE_MARGIN
+)
 
 
 @shared_task(

@@ -404,6 +404,9 @@ WEBHOOK_CONNECT_TIMEOUT = float(env("WEBHOOK_CONNECT_TIMEOUT", "5"))
 WEBHOOK_TIMEOUT = float(env("WEBHOOK_TIMEOUT", "10"))
 # At most this many attempts in flight per endpoint (the others wait WEBHOOK_DEFER seconds
 # without spending a retry), so one slow receiver holds at most that many worker processes.
+# An attempt's worker is presumed dead this many seconds after its timeouts ran out (its
+# delivery is then sent again by the sweeper, the lost attempt counted as failed).
+WEBHOOK_LEASE_MARGIN = float(env("WEBHOOK_LEASE_MARGIN", "30"))
 WEBHOOK_ENDPOINT_CONCURRENCY = env_int("WEBHOOK_ENDPOINT_CONCURRENCY", 2)
 WEBHOOK_DEFER = float(env("WEBHOOK_DEFER", "2"))
 # Circuit per endpoint: after this many failed attempts in a row its deliveries wait

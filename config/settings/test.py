@@ -55,6 +55,7 @@ WEBHOOK_ALLOWED_NETWORKS = [
 WEBHOOK_TIMEOUT = float(env("WEBHOOK_TIMEOUT", "2"))
 WEBHOOK_CONNECT_TIMEOUT = 1.0
 WEBHOOK_DEFER = 0.2
+WEBHOOK_LEASE_MARGIN = float(env("WEBHOOK_LEASE_MARGIN", "2"))
 WEBHOOK_REDISPATCH_AFTER = float(env("WEBHOOK_REDISPATCH_AFTER", "5"))
 WEBHOOK_FEED_SETTLE = 0.0
 # Tests keep their own SQLite file and filesystem queue, apart from a running `make run`.

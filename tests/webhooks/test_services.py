@@ -404,3 +404,17 @@ def test_redeliver_sends_again_with_a_fresh_budget_and_records_who_and_why(resou
     assert [r.headers["webhook-id"] for r in receiver.received] == [str(delivery.event_id)] * 2
     notice = Notice.objects.get(kind="redelivered")
     assert notice.actor == "op" and "client lost it" in notice.message
+
+
+def test_a_later_event_of_a_booking_waits_for_the_earlier_ones_first_attempt(resource, receiver):
+    owner = UserFactory()
+    endpoint_for(owner, receiver.url)
+    booking = book(resource, owner=owner)
+    drive(booking.saga_id)
+    created, completed = Delivery.objects.order_by("event__sequence")
+    assert completed.event.type == "booking.completed"
+    assert services.deliver(completed.pk) == "deferred"
+    assert services.deliver(created.pk) == "delivered"
+    Delivery.objects.filter(pk=completed.pk).update(next_attempt_at=timezone.now())
+    assert services.deliver(completed.pk) == "delivered"
+    assert [r.json["sequence"] for r in receiver.received] == [1, 2]
