@@ -35,3 +35,12 @@ def events_of_subject(subject_id: str) -> QuerySet[Event]:
         .order_by("sequence")
         .prefetch_related("deliveries__endpoint")
     )
+
+
+def failing_endpoints(limit: int) -> list[Endpoint]:
+    """Endpoints whose attempts have failed since some time (disabled ones too), oldest first."""
+    return list(
+        Endpoint.objects.filter(failing_since__isnull=False)
+        .select_related("owner")
+        .order_by("failing_since")[:limit]
+    )
