@@ -51,7 +51,7 @@ def delivered(resource):
 
 
 def test_the_booking_page_shows_its_events_and_their_deliveries(delivered):
-    booking, endpoint = delivered
+    booking, _endpoint = delivered
     page = operator().get(f"/admin/bookings/booking/{booking.pk}/change/")
     assert page.status_code == 200
     html = page.content.decode()
