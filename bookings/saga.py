@@ -46,11 +46,17 @@ def fraud_check(ctx: StepContext) -> dict[str, Any]:
     return {"decision": "approved", "screening_ref": decision.reference}
 
 
+def _payment_token(ctx: StepContext) -> str:
+    """The booking's payment token, read when the step runs: it is a secret, so it is never
+    copied into the saga's payload, an attempt's request or an error."""
+    return Booking.objects.values_list("payment_token", flat=True).get(saga_id=ctx.saga_id)
+
+
 def preauthorize(ctx: StepContext) -> dict[str, Any]:
     p = ctx.payload
     result = providers.payments().authorize(
         idempotency_key=ctx.idempotency_key,
-        token=p["payment_token"],
+        token=_payment_token(ctx),
         amount=Decimal(p["amount"]),
         currency=p["currency"],
     )
@@ -132,13 +138,6 @@ def _describe(*fields: str):
         return {f: payload.get(f) for f in fields}
 
     return describe
-
-
-def _describe_payment(payload: dict[str, Any], direction: str) -> dict[str, Any]:
-    # The token is a provider token, not card data, but the timeline needs no more than a hint.
-    token = str(payload.get("payment_token", ""))
-    shown = token if token.count("_") and len(token) <= 16 else token[:4] + "..."
-    return {"amount": payload.get("amount"), "currency": payload.get("currency"), "token": shown}
 
 
 # --- hooks (database only, inside the engine's transaction) -----------------------------------
@@ -250,7 +249,7 @@ BOOKING_SAGA = SagaDefinition(
             retry=PROVIDER_RETRY,
             queue=_queue("payments"),
             compensation_retry=UNDO_RETRY,
-            describe=_describe_payment,
+            describe=_describe("amount", "currency"),
         ),
         Step(
             "confirm",

@@ -108,7 +108,8 @@ def booking_create(
             "check_out": check_out.isoformat(),
             "guest_name": booking.guest_name,
             "guest_email": guest_email,
-            "payment_token": payment_token,
+            # No payment token: a secret is read from the booking when its step runs, never
+            # copied into the saga (payloads and attempts are shown to operators and logged).
             "amount": str(amount),
             "currency": resource.currency,
         },

@@ -17,10 +17,7 @@ from celery import Celery
 from celery.signals import setup_logging, worker_process_shutdown, worker_ready
 from django_structlog.celery.steps import DjangoStructLogInitStep
 
-from config import broker
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
-broker.install()  # filesystem://: messages written whole before a worker can see them
 
 app = Celery("bookingops")
 app.config_from_object("django.conf:settings", namespace="CELERY")

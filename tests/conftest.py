@@ -23,7 +23,6 @@ from django.conf import settings
 from django.db import connection
 
 from bookings.providers import base as providers
-from bookings.providers import guard
 
 from .factories import ResourceFactory
 
@@ -39,7 +38,6 @@ postgres_only = pytest.mark.skipif(
 @pytest.fixture(autouse=True)
 def _fresh_providers() -> Iterator[None]:
     providers.reset_cache()
-    guard.forget_shared_reads()  # a test's own writes to the coordination cache are seen at once
     yield
     providers.reset_cache()
 

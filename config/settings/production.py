@@ -56,7 +56,7 @@ _coordination_url = env("COORDINATION_CACHE_URL", _cache_url)
 if not _coordination_url.startswith(_redis):
     raise ImproperlyConfigured("COORDINATION_CACHE_URL must be a Redis URL.")
 COORDINATION_CACHE = {
-    "BACKEND": "config.cache.ReusingRedisCache",
+    "BACKEND": "django.core.cache.backends.redis.RedisCache",
     "LOCATION": _coordination_url,
     "KEY_PREFIX": "coordination",
 }

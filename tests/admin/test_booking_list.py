@@ -25,7 +25,7 @@ def test_list_shows_state_badge_time_in_state_and_failing_step(operator, void_pa
     assert 'class="state-badge state-requires_attention"' in page
     assert 'class="state-badge state-completed"' in page
     # The void kept failing: the failing step is the undo of preauthorize, with its error.
-    assert "preauthorize (undo)" in page and "void failed" in page
+    assert "preauthorize (undo)" in page and "void refused" in page
     assert "in state for" in page.lower()
 
 

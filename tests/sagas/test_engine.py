@@ -13,6 +13,7 @@ from django.utils import timezone
 from sagas import engine, recovery
 from sagas.errors import SagaStateError
 from sagas.models import Saga, SagaEvent, SagaStep
+from tests.faults.injection import messages_lost
 
 from ..conftest import postgres_only
 from ..helpers import drive, scheduled
@@ -307,7 +308,7 @@ def test_only_one_attempt_of_a_saga_can_be_scheduled():
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_outcomes_for_one_attempt_have_one_winner():
     toy.reset()
-    with engine.messages_lost():
+    with messages_lost():
         saga = engine.start(saga_type="toy", target_id="t-2", payload={})
     row = scheduled(saga.pk)
     now = timezone.now()
@@ -321,7 +322,7 @@ def test_concurrent_outcomes_for_one_attempt_have_one_winner():
         finally:
             connection.close()
 
-    with engine.messages_lost():
+    with messages_lost():
         threads = [threading.Thread(target=racer) for _ in range(6)]
         for t in threads:
             t.start()
