@@ -94,10 +94,11 @@ class Delivery(models.Model):
     attempts = models.PositiveIntegerField(default=0, help_text="Attempts made so far.")
     next_attempt_at = models.DateTimeField(help_text="When the next attempt is due.")
     # The message for the attempt due at next_attempt_at left at this time (the sweeper sends it
-    # again if nobody took it); null: not sent yet (a retry too far ahead for a countdown).
+    # again if no outcome came); null: not sent yet (a retry too far ahead for a countdown).
     dispatched_at = models.DateTimeField(null=True, blank=True)
-    # An attempt is running until then (its worker's lease); past it, the worker is presumed dead.
-    in_flight_until = models.DateTimeField(null=True, blank=True)
+    redispatches = models.PositiveIntegerField(
+        default=0, help_text="Times the sweeper sent the due attempt again, with no outcome."
+    )
     last_response_status = models.PositiveIntegerField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
@@ -108,7 +109,6 @@ class Delivery(models.Model):
         verbose_name_plural = "deliveries"
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
-            models.Index(fields=["endpoint", "in_flight_until"], name="delivery_in_flight"),
         ]
         permissions = [("redeliver_delivery", "Can redeliver webhook deliveries")]
 

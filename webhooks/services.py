@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from django.conf import settings
+from django.core.cache.backends.base import BaseCache
 from django.core.mail import mail_admins, send_mail
 from django.db import connection, transaction
-from django.db.models import Max, Q
+from django.db.models import F, Max, Q
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from . import addresses, signing, transport
 from .models import Attempt, Delivery, Endpoint, Event, Notice
@@ -208,109 +212,96 @@ def now() -> datetime:
 
 
 # --- delivery ------------------------------------------------------------------------------
+#
+# The common case costs one read and one short transaction: read the delivery with its event and
+# endpoint, POST, then record the attempt and the delivery's new state together, only if nobody
+# recorded this attempt meanwhile. No lock is held across the request and nothing is written
+# before it: a copy of the message running at the same time may send the event twice (the same
+# webhook-id: receivers deduplicate), and a worker that dies mid-attempt leaves the delivery due,
+# for the sweeper. The per-endpoint limit of attempts in flight is a counter in the coordination
+# cache, shared by every worker like the providers' circuits.
 
 
-@dataclass(frozen=True)
-class Claim:
-    """What an attempt needs, read under lock; the attempt then runs with no transaction open."""
+@cache
+def coordination_cache() -> BaseCache:
+    """The cache every process of the deployment shares (settings.COORDINATION_CACHE)."""
+    conf = dict(settings.COORDINATION_CACHE)
+    backend = import_string(conf.pop("BACKEND"))
+    return backend(conf.pop("LOCATION", ""), conf)
 
-    delivery_id: int
-    number: int
-    url: str
-    secrets: list[str]
-    msg_id: str
-    body: bytes
+
+@contextmanager
+def endpoint_slot(endpoint: Endpoint, limit: int) -> Iterator[bool]:
+    """One of the endpoint's `limit` slots for an attempt in flight, or False if all are taken.
+    A slot held by a worker that died is freed when the counter expires (the attempt's lease)."""
+    key = f"webhooks:in-flight:{endpoint.pk}"
+    lease = (
+        settings.WEBHOOK_CONNECT_TIMEOUT + settings.WEBHOOK_TIMEOUT + settings.WEBHOOK_LEASE_MARGIN
+    )
+    store = coordination_cache()
+    store.add(key, 0, timeout=lease)
+    try:
+        taken = store.incr(key)
+    except ValueError:  # expired between add and incr
+        store.add(key, 1, timeout=lease)
+        taken = 1
+    try:
+        yield taken <= limit
+    finally:
+        with suppress(ValueError):  # expired meanwhile: nothing to give back
+            store.decr(key)
 
 
 def deliver(delivery_id: int) -> str:
-    """Run the attempt of a delivery that is due: claim it (one attempt at a time, within the
-    endpoint's concurrency limit and circuit), POST it, record the outcome and schedule the next
-    attempt. A message that comes early, twice, or for a finished delivery changes nothing.
-    Returns what happened, for the task's log."""
-    claim = _claim(delivery_id)
-    if isinstance(claim, str):
-        return claim
-    at = int(now().timestamp())
-    answer = transport.post(
-        claim.url,
-        signing.headers(claim.secrets, claim.msg_id, at, claim.body),
-        claim.body,
-        connect_timeout=settings.WEBHOOK_CONNECT_TIMEOUT,
-        timeout=settings.WEBHOOK_TIMEOUT,
-    )
-    return _record(claim, answer)
-
-
-def _claim(delivery_id: int) -> Claim | str:
-    with transaction.atomic():
-        delivery = (
-            Delivery.objects.select_for_update().select_related("event").filter(pk=delivery_id)
-        ).first()
-        if delivery is None or delivery.status != Delivery.Status.PENDING:
-            return "done"
-        moment = now()
-        if delivery.next_attempt_at > moment + timedelta(seconds=1):
-            return "early"  # a copy of an earlier message; the due one comes at its time
-        if delivery.in_flight_until is not None:
-            if delivery.in_flight_until > moment:
-                return "in flight"
-            # The last attempt's worker died before recording its outcome: it counts as a
-            # failed attempt (so a receiver that kills workers cannot be retried forever).
-            delivery.attempts += 1
-            Attempt.objects.create(
-                delivery=delivery,
-                number=delivery.attempts,
-                status=Attempt.Status.FAILED,
-                started_at=delivery.in_flight_until,
-                error="no outcome recorded: the worker stopped during the attempt",
-            )
-            delivery.in_flight_until = None
-            if delivery.attempts > len(settings.WEBHOOK_RETRY_SCHEDULE):
-                _give_up(delivery, "no outcome recorded for the last attempt")
-                delivery.save()
-                return "failed"
-        endpoint = Endpoint.objects.select_for_update().get(pk=delivery.endpoint_id)
-        if not endpoint.enabled:
-            _give_up(delivery, "the endpoint is disabled")
-            delivery.save()
-            return "endpoint disabled"
-        wait = _must_wait(endpoint, moment) or _earlier_first(delivery)
-        if wait:
-            delivery.next_attempt_at = moment + timedelta(seconds=wait)
-            _schedule(delivery, wait)
-            delivery.save()
-            return "deferred"
-        delivery.in_flight_until = moment + timedelta(
-            seconds=settings.WEBHOOK_CONNECT_TIMEOUT
-            + settings.WEBHOOK_TIMEOUT
-            + settings.WEBHOOK_LEASE_MARGIN
+    """Run the attempt of a delivery that is due: within its endpoint's circuit and concurrency
+    limit, POST it, then record the attempt and schedule the next one. A message that comes
+    early, twice, or for a finished delivery changes nothing. Returns what happened."""
+    delivery = Delivery.objects.select_related("event", "endpoint").filter(pk=delivery_id).first()
+    if delivery is None or delivery.status != Delivery.Status.PENDING:
+        return "done"
+    moment = now()
+    if delivery.next_attempt_at > moment + timedelta(seconds=1):
+        return "early"  # a copy of an earlier message; the due one comes at its time
+    endpoint = delivery.endpoint
+    if not endpoint.enabled:
+        Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.PENDING).update(
+            status=Delivery.Status.FAILED, last_error="the endpoint is disabled", updated_at=moment
         )
-        delivery.save(update_fields=["in_flight_until", "attempts", "updated_at"])
-        return Claim(
-            delivery_id=delivery.pk,
-            number=delivery.attempts + 1,
-            url=endpoint.url,
-            secrets=signing_secrets(endpoint, moment),
-            msg_id=str(delivery.event.id),
-            body=body_of(delivery.event),
-        )
-
-
-def _must_wait(endpoint: Endpoint, moment: datetime) -> float:
-    """Seconds this endpoint's next attempt must wait (0: go now): its circuit is open, or it
-    has as many attempts in flight as it may (one while its circuit is half open)."""
-    if endpoint.circuit_open_until is not None and endpoint.circuit_open_until > moment:
-        return (endpoint.circuit_open_until - moment).total_seconds()
+        return "endpoint disabled"
     half_open = endpoint.consecutive_failures >= settings.WEBHOOK_CIRCUIT["failure_threshold"]
     limit = 1 if half_open else settings.WEBHOOK_ENDPOINT_CONCURRENCY
-    running = Delivery.objects.filter(endpoint=endpoint, in_flight_until__gt=moment).count()
-    return settings.WEBHOOK_DEFER if running >= limit else 0.0
+    wait = _circuit_wait(endpoint, moment) or _earlier_first(delivery)
+    if wait:
+        return _postpone(delivery, moment, wait)
+    with endpoint_slot(endpoint, limit) as free:
+        if not free:
+            return _postpone(delivery, moment, settings.WEBHOOK_DEFER)
+        at = int(moment.timestamp())
+        body = body_of(delivery.event)
+        msg_id = str(delivery.event_id)
+        answer = transport.post(
+            endpoint.url,
+            signing.headers(signing_secrets(endpoint, moment), msg_id, at, body),
+            body,
+            connect_timeout=settings.WEBHOOK_CONNECT_TIMEOUT,
+            timeout=settings.WEBHOOK_TIMEOUT,
+        )
+    return _record(delivery, answer)
+
+
+def _circuit_wait(endpoint: Endpoint, moment: datetime) -> float:
+    """Seconds until the endpoint's circuit lets attempts through again (0: it does)."""
+    if endpoint.circuit_open_until is not None and endpoint.circuit_open_until > moment:
+        return (endpoint.circuit_open_until - moment).total_seconds()
+    return 0.0
 
 
 def _earlier_first(delivery: Delivery) -> float:
     """Seconds to wait so that an earlier event of the same subject, to the same endpoint, makes
     its first attempt first (events then arrive in order while the receiver answers; after a
     failure a later event may overtake a retried one: receivers order by `sequence`)."""
+    if delivery.event.sequence == 1:
+        return 0.0
     earlier = Delivery.objects.filter(
         endpoint_id=delivery.endpoint_id,
         status=Delivery.Status.PENDING,
@@ -321,35 +312,46 @@ def _earlier_first(delivery: Delivery) -> float:
     return settings.WEBHOOK_DEFER if earlier.exists() else 0.0
 
 
-def _schedule(delivery: Delivery, delay: float) -> None:
-    """Send the message of the next attempt: with a countdown if it is due soon, else leave it
-    to the sweeper (dispatched_at null)."""
-    if delay <= settings.WEBHOOK_COUNTDOWN_MAX:
-        delivery.dispatched_at = delivery.next_attempt_at
-        _send_on_commit(delivery.pk, delay)
-    else:
-        delivery.dispatched_at = None
+def _postpone(delivery: Delivery, moment: datetime, wait: float) -> str:
+    """Move the attempt `wait` seconds on without spending it."""
+    due = moment + timedelta(seconds=wait)
+    countdown = wait <= settings.WEBHOOK_COUNTDOWN_MAX
+    moved = Delivery.objects.filter(
+        pk=delivery.pk, status=Delivery.Status.PENDING, attempts=delivery.attempts
+    ).update(next_attempt_at=due, dispatched_at=due if countdown else None, updated_at=moment)
+    if moved and countdown:
+        _send_on_commit(delivery.pk, wait)
+    return "deferred"
 
 
-def _give_up(delivery: Delivery, why: str) -> None:
-    delivery.status = Delivery.Status.FAILED
-    delivery.last_error = why[:500]
-    delivery.in_flight_until = None
-
-
-def _record(claim: Claim, answer: transport.Answer) -> str:
+def _record(delivery: Delivery, answer: transport.Answer) -> str:
+    """Write the attempt and the delivery's next state in one transaction, if this attempt is
+    still the one to record (else a copy of it got there first: "duplicate")."""
     moment = now()
+    number = delivery.attempts + 1
+    fields: dict[str, Any] = {
+        "attempts": number,
+        "last_response_status": answer.status,
+        "updated_at": moment,
+    }
+    endpoint = delivery.endpoint
     with transaction.atomic():
-        delivery = Delivery.objects.select_for_update().get(pk=claim.delivery_id)
-        endpoint = Endpoint.objects.select_for_update().get(pk=delivery.endpoint_id)
-        if delivery.status != Delivery.Status.PENDING or delivery.attempts + 1 != claim.number:
-            return "duplicate"  # recorded meanwhile (a lease that ran out, an operator)
-        delivery.attempts = claim.number
-        delivery.in_flight_until = None
-        delivery.last_response_status = answer.status
+        if answer.ok:
+            fields.update(status=Delivery.Status.SUCCEEDED, delivered_at=moment, last_error="")
+            outcome = "delivered"
+        else:
+            endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
+            fields["last_error"] = (answer.error or f"answered {answer.status}")[:500]
+            outcome = _failed(fields, number, endpoint, moment)
+        recorded = Delivery.objects.filter(
+            pk=delivery.pk, status=Delivery.Status.PENDING, attempts=number - 1
+        ).update(**fields)
+        if not recorded:
+            transaction.set_rollback(True)
+            return "duplicate"
         Attempt.objects.create(
-            delivery=delivery,
-            number=claim.number,
+            delivery_id=delivery.pk,
+            number=number,
             status=Attempt.Status.SUCCEEDED if answer.ok else Attempt.Status.FAILED,
             started_at=moment - timedelta(milliseconds=answer.duration_ms),
             duration_ms=answer.duration_ms,
@@ -357,33 +359,31 @@ def _record(claim: Claim, answer: transport.Answer) -> str:
             response_body=answer.body,
             error=answer.error,
         )
-        if answer.ok:
-            delivery.status = Delivery.Status.SUCCEEDED
-            delivery.delivered_at = moment
-            delivery.last_error = ""
-            endpoint.failing_since, endpoint.consecutive_failures = None, 0
-            endpoint.circuit_open_until = None
-            outcome = "delivered"
-        else:
-            delivery.last_error = (answer.error or f"answered {answer.status}")[:500]
-            outcome = _failed(delivery, endpoint, moment)
-        delivery.save()
-        endpoint.save(
-            update_fields=[
-                "failing_since",
-                "consecutive_failures",
-                "circuit_open_until",
-                "enabled",
-                "disabled_reason",
-                "disabled_at",
-            ]
-        )
+        if fields.get("dispatched_at") is not None:
+            _send_on_commit(delivery.pk, (fields["next_attempt_at"] - moment).total_seconds())
+        if answer.ok and (endpoint.consecutive_failures or endpoint.failing_since):
+            Endpoint.objects.filter(pk=endpoint.pk).update(
+                failing_since=None, consecutive_failures=0, circuit_open_until=None
+            )
+        elif not answer.ok:
+            endpoint.save(update_fields=HEALTH_FIELDS)
     return outcome
 
 
-def _failed(delivery: Delivery, endpoint: Endpoint, moment: datetime) -> str:
-    """A failed attempt: schedule the next one or give up; open the endpoint's circuit after
-    too many failures in a row; disable an endpoint that has failed for too long."""
+HEALTH_FIELDS = [
+    "failing_since",
+    "consecutive_failures",
+    "circuit_open_until",
+    "enabled",
+    "disabled_reason",
+    "disabled_at",
+]
+
+
+def _failed(fields: dict[str, Any], number: int, endpoint: Endpoint, moment: datetime) -> str:
+    """A failed attempt (`endpoint` locked): the delivery's next attempt or its end, in
+    `fields`; the endpoint's circuit opened after too many failures in a row, and the endpoint
+    disabled when it has failed for too long."""
     endpoint.failing_since = endpoint.failing_since or moment
     endpoint.consecutive_failures += 1
     circuit = settings.WEBHOOK_CIRCUIT
@@ -393,12 +393,14 @@ def _failed(delivery: Delivery, endpoint: Endpoint, moment: datetime) -> str:
     if endpoint.enabled and failing_for >= settings.WEBHOOK_DISABLE_AFTER:
         _disable(endpoint, moment, failing_for)
     schedule = settings.WEBHOOK_RETRY_SCHEDULE
-    if delivery.attempts > len(schedule) or not endpoint.enabled:
-        _give_up(delivery, delivery.last_error)
+    if number > len(schedule) or not endpoint.enabled:
+        fields["status"] = Delivery.Status.FAILED
         return "failed"
-    delay = float(schedule[delivery.attempts - 1])
-    delivery.next_attempt_at = moment + timedelta(seconds=delay)
-    _schedule(delivery, delay)
+    delay = float(schedule[number - 1])
+    fields["next_attempt_at"] = moment + timedelta(seconds=delay)
+    # A retry due soon leaves now with a countdown; a later one is left to the sweeper.
+    soon = delay <= settings.WEBHOOK_COUNTDOWN_MAX
+    fields["dispatched_at"] = fields["next_attempt_at"] if soon else None
     return f"retry in {delay:g} s"
 
 
@@ -430,25 +432,36 @@ def _disable(endpoint: Endpoint, moment: datetime, failing_for: float) -> None:
 
 def sweep(*, limit: int | None = None) -> int:
     """Send again the message of every due delivery nobody took: lost between commit and broker,
-    not sent yet (a retry too far ahead for a countdown), or whose worker died (its lease ran
-    out). Returns how many were sent."""
+    not sent yet (a retry too far ahead for a countdown), or whose worker died mid-attempt.
+    A delivery sent this way WEBHOOK_MAX_DISPATCHES times without any outcome has failed (a
+    message that kills its worker must not be retried forever). Returns how many were sent."""
     moment = now()
     stale = moment - timedelta(seconds=settings.WEBHOOK_REDISPATCH_AFTER)
-    due = (
+    due = list(
         Delivery.objects.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=moment)
-        .filter(Q(in_flight_until__isnull=True) | Q(in_flight_until__lt=moment))
         .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=stale))
         .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[: limit or settings.WEBHOOK_SWEEP_BATCH]
+        .values_list("pk", "dispatched_at", "redispatches")[: limit or settings.WEBHOOK_SWEEP_BATCH]
     )
-    ids = list(due)
-    if not ids:
+    if not due:
         return 0
+    poison = [pk for pk, sent, count in due if sent and count >= settings.WEBHOOK_MAX_DISPATCHES]
+    again = [pk for pk, sent, _count in due if pk not in poison]
+    resent = [pk for pk, sent, _count in due if sent and pk in again]
     with transaction.atomic():
-        Delivery.objects.filter(pk__in=ids).update(dispatched_at=moment)
-        for pk in ids:
+        Delivery.objects.filter(pk__in=poison, status=Delivery.Status.PENDING).update(
+            status=Delivery.Status.FAILED,
+            last_error="sent again and again without an outcome (its worker dies?)",
+            updated_at=moment,
+        )
+        Delivery.objects.filter(pk__in=again).update(dispatched_at=moment, updated_at=moment)
+        Delivery.objects.filter(pk__in=resent).update(
+            redispatches=F("redispatches") + 1,
+            last_error="sent again: no outcome recorded after it was sent",
+        )
+        for pk in again:
             _send_on_commit(pk)
-    return len(ids)
+    return len(again)
 
 
 def redeliver(*, deliveries: list[Delivery], actor: str, reason: str) -> int:
@@ -464,7 +477,7 @@ def redeliver(*, deliveries: list[Delivery], actor: str, reason: str) -> int:
             attempts=0,
             next_attempt_at=moment,
             dispatched_at=moment,
-            in_flight_until=None,
+            redispatches=0,
             updated_at=moment,
         )
         for pk in ids:

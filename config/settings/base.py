@@ -415,8 +415,8 @@ WEBHOOK_CONNECT_TIMEOUT = float(env("WEBHOOK_CONNECT_TIMEOUT", "5"))
 WEBHOOK_TIMEOUT = float(env("WEBHOOK_TIMEOUT", "10"))
 # At most this many attempts in flight per endpoint (the others wait WEBHOOK_DEFER seconds
 # without spending a retry), so one slow receiver holds at most that many worker processes.
-# An attempt's worker is presumed dead this many seconds after its timeouts ran out (its
-# delivery is then sent again by the sweeper, the lost attempt counted as failed).
+# An attempt holds one of its endpoint's slots at most this many seconds past its timeouts (a
+# worker that died mid-attempt gives its slot back then).
 WEBHOOK_LEASE_MARGIN = float(env("WEBHOOK_LEASE_MARGIN", "30"))
 WEBHOOK_ENDPOINT_CONCURRENCY = env_int("WEBHOOK_ENDPOINT_CONCURRENCY", 2)
 WEBHOOK_DEFER = float(env("WEBHOOK_DEFER", "2"))
@@ -433,6 +433,8 @@ WEBHOOK_COUNTDOWN_MAX = float(env("WEBHOOK_COUNTDOWN_MAX", "300"))
 # it was due (lost between commit and broker, or its worker died).
 WEBHOOK_REDISPATCH_AFTER = float(env("WEBHOOK_REDISPATCH_AFTER", "60"))
 WEBHOOK_SWEEP_BATCH = env_int("WEBHOOK_SWEEP_BATCH", 500)
+# A delivery sent again this many times by the sweeper without any outcome has failed.
+WEBHOOK_MAX_DISPATCHES = env_int("WEBHOOK_MAX_DISPATCHES", 10)
 # The events feed hides events younger than this (seconds), so that a transaction that took
 # its event id earlier but committed later is not skipped by a client reading `after=<id>`.
 WEBHOOK_FEED_SETTLE = float(env("WEBHOOK_FEED_SETTLE", "2"))

@@ -331,19 +331,20 @@ def test_the_circuit_opens_after_failures_in_a_row_and_defers_without_spending_r
     assert not Attempt.objects.filter(delivery=third).exists()
 
 
-def test_an_endpoint_at_its_concurrency_limit_defers_the_next_attempt(resource, settings):
+def test_an_endpoint_at_its_concurrency_limit_defers_the_next_attempt(resource, settings, receiver):
     settings.WEBHOOK_ENDPOINT_CONCURRENCY = 1
     owner = UserFactory()
-    endpoint_for(owner, "http://127.0.0.1:9/hook")
+    endpoint = endpoint_for(owner, receiver.url)
     book(resource, owner=owner)
-    book(resource, owner=owner, email="b@example.com")
-    first, second = Delivery.objects.order_by("id")
-    Delivery.objects.filter(pk=first.pk).update(  # an attempt in flight in another worker
-        in_flight_until=timezone.now() + timedelta(seconds=30)
-    )
-    assert services.deliver(second.pk) == "deferred"
-    assert services.deliver(first.pk) == "in flight"
-    assert not Attempt.objects.exists()
+    delivery = Delivery.objects.get()
+    with services.endpoint_slot(endpoint, 1) as free:  # an attempt in flight in another worker
+        assert free
+        assert services.deliver(delivery.pk) == "deferred"
+    delivery.refresh_from_db()
+    assert delivery.attempts == 0 and delivery.next_attempt_at > timezone.now()
+    assert not Attempt.objects.exists() and receiver.received == []
+    Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
+    assert services.deliver(delivery.pk) == "delivered"  # the slot was given back
 
 
 def test_an_endpoint_failing_for_days_is_disabled_and_its_owner_and_operators_are_told(
@@ -366,26 +367,27 @@ def test_an_endpoint_failing_for_days_is_disabled_and_its_owner_and_operators_ar
     assert {tuple(m.to) for m in mailoutbox} == {("client@example.com",), ("ops@example.com",)}
 
 
-def test_a_lease_that_ran_out_counts_as_an_attempt_and_the_sweeper_sends_it_again(
-    resource, receiver, django_capture_on_commit_callbacks
+def test_a_delivery_with_no_outcome_is_sent_again_by_the_sweeper_but_not_forever(
+    resource, receiver, settings, django_capture_on_commit_callbacks
 ):
     owner = UserFactory()
     endpoint_for(owner, receiver.url)
     book(resource, owner=owner)
-    delivery = Delivery.objects.get()
+    book(resource, owner=owner, email="poison@example.com")
+    lost, poison = Delivery.objects.order_by("id")
     long_ago = timezone.now() - timedelta(minutes=5)
-    Delivery.objects.filter(pk=delivery.pk).update(  # a worker died mid-attempt
-        in_flight_until=long_ago, dispatched_at=long_ago
-    )
+    # Sent five minutes ago and no outcome since: lost, or its worker died mid-attempt.
+    Delivery.objects.update(dispatched_at=long_ago)
+    Delivery.objects.filter(pk=poison.pk).update(redispatches=settings.WEBHOOK_MAX_DISPATCHES)
     with django_capture_on_commit_callbacks() as sent:
         assert services.sweep() == 1
     assert len(sent) == 1
-    assert services.deliver(delivery.pk) == "delivered"
-    assert list(Attempt.objects.values_list("number", "status")) == [
-        (1, "failed"),
-        (2, "succeeded"),
-    ]
-    assert "worker stopped" in Attempt.objects.first().error
+    lost.refresh_from_db()
+    poison.refresh_from_db()
+    assert lost.redispatches == 1 and "no outcome" in lost.last_error
+    assert poison.status == "failed" and "without an outcome" in poison.last_error
+    assert services.deliver(lost.pk) == "delivered"
+    assert list(Attempt.objects.values_list("number", "status")) == [(1, "succeeded")]
     with django_capture_on_commit_callbacks() as again:
         assert services.sweep() == 0
     assert again == []
