@@ -419,7 +419,7 @@ WEBHOOK_TIMEOUT = float(env("WEBHOOK_TIMEOUT", "10"))
 # worker that died mid-attempt gives its slot back then).
 WEBHOOK_LEASE_MARGIN = float(env("WEBHOOK_LEASE_MARGIN", "30"))
 WEBHOOK_ENDPOINT_CONCURRENCY = env_int("WEBHOOK_ENDPOINT_CONCURRENCY", 2)
-WEBHOOK_DEFER = float(env("WEBHOOK_DEFER", "2"))
+WEBHOOK_DEFER = float(env("WEBHOOK_DEFER", "0.5"))
 # Circuit per endpoint: after this many failed attempts in a row its deliveries wait
 # `cool_down` seconds (without spending retries), then one probe at a time until one succeeds.
 WEBHOOK_CIRCUIT = env_json("WEBHOOK_CIRCUIT", {"failure_threshold": 5, "cool_down": 60})
