@@ -57,7 +57,7 @@ class Channel(filesystem.Channel):
 class Transport(filesystem.Transport):
     Channel = Channel
 
-    def drain_events(self, connection: Any, timeout: float | None = None) -> Any:
+    def drain_events(self, connection: Any, timeout: float | None = None) -> Any:  # type: ignore[override]
         """kombu's, with each poll cut to DRAIN_SLICE seconds. Celery's worker loop for a
         transport without an event loop drains for 2 s at a time and looks at its shutdown flag
         only between drains: SIGTERM then took 6-7 s to stop an idle worker, past the 5 s honcho
