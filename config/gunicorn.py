@@ -35,6 +35,9 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # The application (and so each worker's connection pool) is loaded in each worker after the
 # fork, never in the arbiter: a psycopg pool's threads and sockets do not survive a fork.
 preload_app = False
+# gunicorn >= 25.1 opens a control socket at one fixed path per user ($HOME/.gunicorn/): a second
+# gunicorn on the machine (another service, a load test) takes it over. Nothing here uses it.
+control_socket_disable = True
 
 # Read by Django in each worker (the environment is inherited): a pool connection per thread,
 # and waits on at most half the threads.
