@@ -97,6 +97,10 @@ def database_from_env(default_sqlite: Path, *, pool: bool | None = None) -> dict
                 # gunicorn's config sets it to the worker's thread count (config/gunicorn.py).
                 "max_size": env_int("DB_POOL_MAX_SIZE", 4),
                 "timeout": float(env("DB_POOL_TIMEOUT", "5")),
+                # psycopg_pool retries a failed connection with doubling delays until this runs
+                # out, then the next request starts afresh: a database back after an outage is
+                # used again within seconds, not after a delay as long as the outage.
+                "reconnect_timeout": float(env("DB_POOL_RECONNECT_TIMEOUT", "10")),
             }
     return config
 

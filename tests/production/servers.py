@@ -265,8 +265,8 @@ class Web(Process):
         if self.proc.poll() is not None:
             raise AssertionError(f"gunicorn exited:\n{self.output()}")
         try:
-            return self.get("/api/v1/resources/", timeout=5).status_code == 401  # anonymous
-        except requests.ConnectionError:
+            return self.get("/api/v1/resources/", timeout=10).status_code == 401  # anonymous
+        except (requests.ConnectionError, requests.Timeout):  # still booting on a busy machine
             return False
 
     def request(
