@@ -44,8 +44,7 @@ def test_no_wait_is_honoured_when_the_limit_is_zero(alice, garden, settings):
 
 def test_wait_slots_are_given_back_and_never_exceed_the_limit(settings):
     settings.API_PREFER_WAIT_CONCURRENCY = 2
-    with prefer.wait_slot() as first, prefer.wait_slot() as second:
-        with prefer.wait_slot() as third:
-            assert (first, second, third) == (True, True, False)
+    with prefer.wait_slot() as first, prefer.wait_slot() as second, prefer.wait_slot() as third:
+        assert (first, second, third) == (True, True, False)
     with prefer.wait_slot() as again:
         assert again
