@@ -97,8 +97,9 @@ bench: install
 	$(PY) bench/run.py $(if $(BENCH_ONLY),--only $(BENCH_ONLY),)
 
 ## make chaos: minutes of mixed traffic with random worker kills and broker and database
-## restarts (PostgreSQL and Redis on 127.0.0.1; CHAOS_BROKER=rabbitmq for RabbitMQ); prints one
-## table and fails when any invariant breaks. Not part of CI (it restarts the servers).
+## restarts, on throwaway servers of its own (a redis-server and an initdb cluster on free ports;
+## CHAOS_BROKER=rabbitmq adds a RabbitMQ node): the machine's servers are never touched. Prints
+## one table and fails when any invariant breaks. Not part of CI (minutes long).
 CHAOS_DURATION ?= 300
 CHAOS_SAGAS ?= 2000
 CHAOS_BROKER ?= redis

@@ -17,6 +17,8 @@ from .providers.models import (
     InventoryReservation,
     PaymentAuthorization,
 )
+from .saga import STEP_NAMES
+from .selectors import stuck_condition
 
 SAGA_STATUS = {
     Booking.State.COMPLETED: Saga.Status.COMPLETED,
@@ -30,6 +32,7 @@ class ConsistencyReport:
     bookings: int = 0
     states: Counter[str] = field(default_factory=Counter)
     stuck: list[str] = field(default_factory=list)
+    in_flight: list[str] = field(default_factory=list)
     duplicated_effects: list[str] = field(default_factory=list)
     orphan_authorizations: list[str] = field(default_factory=list)
     orphan_reservations: list[str] = field(default_factory=list)
@@ -55,6 +58,7 @@ class ConsistencyReport:
         return {
             "bookings": self.bookings,
             "states": dict(self.states),
+            "in_flight": self.in_flight,
             **{name: getattr(self, name) for name in self.PROBLEMS},
             "ok": self.ok,
         }
@@ -70,6 +74,13 @@ def consistency_report(*, booking_ids: list[Any] | None = None) -> ConsistencyRe
         bookings = bookings.filter(pk__in=booking_ids)
     rows = list(bookings)
     report.bookings = len(rows)
+    # The one definition of stuck (sagas.recovery): a booking waiting for a retry is in flight,
+    # not stuck.
+    stuck_ids = set(
+        Booking.objects.filter(pk__in=[b.pk for b in rows])
+        .filter(stuck_condition())
+        .values_list("pk", flat=True)
+    )
     sagas = [str(b.saga_id) for b in rows]
     by_saga = {str(b.saga_id): b for b in rows}
 
@@ -101,7 +112,7 @@ def consistency_report(*, booking_ids: list[Any] | None = None) -> ConsistencyRe
         report.states[booking.state] += 1
         ref = booking.reference
         if booking.state not in Booking.TERMINAL:
-            report.stuck.append(ref)
+            (report.stuck if booking.pk in stuck_ids else report.in_flight).append(ref)
             continue
         saga = booking.saga
         if saga is None or saga.status != SAGA_STATUS[booking.state]:
@@ -123,7 +134,7 @@ def consistency_report(*, booking_ids: list[Any] | None = None) -> ConsistencyRe
                 report.orphan_reservations.append(ref)
         if booking.state == Booking.State.COMPLETED:
             done = succeeded[saga_id]
-            if not {(s, "action") for s in Booking.STEP_STATES} <= done:
+            if not {(s, "action") for s in STEP_NAMES} <= done:
                 report.disagreements.append(f"{ref}: completed but steps {sorted(done)}")
             if len(live_auths) != 1 or len(held_rooms) != 1:
                 report.disagreements.append(f"{ref}: completed without its hold and room")

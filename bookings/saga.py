@@ -45,11 +45,17 @@ def fraud_check(ctx: StepContext) -> dict[str, Any]:
     return {"decision": "approved", "screening_ref": decision.reference}
 
 
+def _payment_token(ctx: StepContext) -> str:
+    """The booking's payment token, read when the step runs: it is a secret, so it is never
+    copied into the saga's payload, an attempt's request or an error."""
+    return Booking.objects.values_list("payment_token", flat=True).get(saga_id=ctx.saga_id)
+
+
 def preauthorize(ctx: StepContext) -> dict[str, Any]:
     p = ctx.payload
     result = providers.payments().authorize(
         idempotency_key=ctx.idempotency_key,
-        token=p["payment_token"],
+        token=_payment_token(ctx),
         amount=Decimal(p["amount"]),
         currency=p["currency"],
     )
@@ -133,11 +139,40 @@ def _describe(*fields: str):
     return describe
 
 
-def _describe_payment(payload: dict[str, Any], direction: str) -> dict[str, Any]:
-    # The token is a provider token, not card data, but the timeline needs no more than a hint.
-    token = str(payload.get("payment_token", ""))
-    shown = token if token.count("_") and len(token) <= 16 else token[:4] + "..."
-    return {"amount": payload.get("amount"), "currency": payload.get("currency"), "token": shown}
+# --- what each outcome records on the booking (database only, in the engine's transaction) -----
+
+
+def _fraud_approved(booking: Booking, result: dict) -> None:
+    booking.fraud_decision = "approved"
+    booking.begin_preauthorization()
+
+
+def _authorized(booking: Booking, result: dict) -> None:
+    booking.payment_status = Booking.PaymentStatus.AUTHORIZED
+    booking.authorization_ref = result["authorization_ref"]
+    booking.begin_confirmation()
+
+
+def _voided(booking: Booking, result: dict) -> None:
+    booking.payment_status = Booking.PaymentStatus.VOIDED
+
+
+def _reserved(booking: Booking, result: dict) -> None:
+    booking.room_status = Booking.RoomStatus.RESERVED
+    booking.reservation_ref = result["reservation_ref"]
+    booking.begin_notification()
+
+
+def _released(booking: Booking, result: dict) -> None:
+    booking.room_status = Booking.RoomStatus.RELEASED
+
+
+def _confirmation_sent(booking: Booking, result: dict) -> None:
+    booking.confirmation_sent_at = timezone.now()
+
+
+def _cancellation_sent(booking: Booking, result: dict) -> None:
+    booking.cancellation_sent_at = timezone.now()
 
 
 # --- hooks (database only, inside the engine's transaction) -----------------------------------
@@ -164,19 +199,7 @@ class BookingHooks(SagaHooks):
         target.start_saga()
 
     def step_succeeded(self, saga: Any, target: Booking, step: Step, result: dict) -> None:
-        if step.name == "fraud_check":
-            target.fraud_decision = "approved"
-            target.begin_preauthorization()
-        elif step.name == "preauthorize":
-            target.payment_status = Booking.PaymentStatus.AUTHORIZED
-            target.authorization_ref = result["authorization_ref"]
-            target.begin_confirmation()
-        elif step.name == "confirm":
-            target.room_status = Booking.RoomStatus.RESERVED
-            target.reservation_ref = result["reservation_ref"]
-            target.begin_notification()
-        elif step.name == "send_email":
-            target.confirmation_sent_at = timezone.now()
+        step.meta["succeeded"](target, result)
 
     def completed(self, saga: Any, target: Booking) -> None:
         target.complete()
@@ -189,12 +212,7 @@ class BookingHooks(SagaHooks):
         target.begin_compensation(reason)
 
     def compensation_succeeded(self, saga: Any, target: Booking, step: Step, result: dict) -> None:
-        if step.name == "preauthorize":
-            target.payment_status = Booking.PaymentStatus.VOIDED
-        elif step.name == "confirm":
-            target.room_status = Booking.RoomStatus.RELEASED
-        elif step.name == "send_email":
-            target.cancellation_sent_at = timezone.now()
+        step.meta["undone"](target, result)
 
     def compensated(self, saga: Any, target: Booking, reason: str) -> None:
         target.finish_cancellation()
@@ -204,7 +222,7 @@ class BookingHooks(SagaHooks):
 
     def resumed(self, saga: Any, target: Booking, direction: str) -> None:
         if direction == ACTION:
-            target.resume(saga.current_step)
+            target.resume(step_state(saga.current_step))
         else:
             target.resume_compensation()
 
@@ -237,6 +255,8 @@ BOOKING_SAGA = SagaDefinition(
             retry=PROVIDER_RETRY,
             queue=_queue("fraud"),
             describe=_describe("guest_email", "guest_name", "amount", "currency"),
+            label="Fraud check",
+            meta={"state": Booking.State.FRAUD_CHECK, "succeeded": _fraud_approved},
         ),
         Step(
             "preauthorize",
@@ -245,7 +265,14 @@ BOOKING_SAGA = SagaDefinition(
             retry=PROVIDER_RETRY,
             queue=_queue("payments"),
             compensation_retry=UNDO_RETRY,
-            describe=_describe_payment,
+            describe=_describe("amount", "currency"),
+            label="Payment pre-authorization",
+            meta={
+                "state": Booking.State.PREAUTHORIZING,
+                "succeeded": _authorized,
+                "undone": _voided,
+                "reference": "authorization_ref",
+            },
         ),
         Step(
             "confirm",
@@ -255,6 +282,13 @@ BOOKING_SAGA = SagaDefinition(
             queue=_queue("inventory"),
             compensation_retry=UNDO_RETRY,
             describe=_describe("resource", "check_in", "check_out"),
+            label="Room confirmation",
+            meta={
+                "state": Booking.State.CONFIRMING,
+                "succeeded": _reserved,
+                "undone": _released,
+                "reference": "reservation_ref",
+            },
         ),
         Step(
             "send_email",
@@ -265,7 +299,22 @@ BOOKING_SAGA = SagaDefinition(
             retry=RetryPolicy(max_attempts=6, initial_delay=2.0, backoff=2.0, max_delay=20.0),
             compensation_retry=UNDO_RETRY,
             describe=_describe("guest_email"),
+            label="Confirmation e-mail",
+            meta={
+                "state": Booking.State.NOTIFYING,
+                "succeeded": _confirmation_sent,
+                "undone": _cancellation_sent,
+                "reference": "message_id",
+            },
         ),
     ),
     hooks=BookingHooks(),
 )
+
+
+def step_state(name: str) -> str:
+    """The booking's state while step `name` runs."""
+    return BOOKING_SAGA.step(name).meta["state"]
+
+
+STEP_NAMES = tuple(step.name for step in BOOKING_SAGA.steps)

@@ -1,38 +1,26 @@
-"""The broker transports, two of kombu's with one fix each: the embedded broker (`filesystem://`,
-what `make run` and the SQLite test suite use) writes each message whole before it can be seen,
-and the Redis transport keeps one redis-py client per channel.
-
-Embedded broker:
+"""The embedded broker (`filesystem://`, what `make run` and the SQLite test suite use): kombu's
+filesystem transport with one fix, named by its dotted path in settings
+(CELERY_BROKER_TRANSPORT = "config.broker:Transport").
 
 kombu's filesystem transport opens the message file under its final name, then writes it: a
 worker polling the folder can move and read that file before the bytes are in, get an empty
 message and die of "Unrecoverable error: JSONDecodeError" (seen in the test suite: both workers
-of a 200-saga run gone, every saga parked by the sweeper). Here the message is written under a
-name the readers skip (it does not end in `.<queue>.msg` after its first dot) and renamed into
-place, which is atomic within one folder: a reader sees the whole file or none. Reading is
-kombu's.
-
-Redis: kombu's Redis channel builds a new `redis.Redis` object for each message it publishes
-and for each delivery and each acknowledgement it records (`conn_or_acquire`), and building
-one registers a couple of hundred response callbacks: a twentieth of a worker's Python time per
-saga, and of the creating process's. Here the channel keeps one client on its connection pool
-(a redis-py client is safe to share; its pool re-creates its connections after a fork) and
-makes a new one only when kombu replaces the pool. Everything else is kombu's.
-
-Installed for their schemes by config/celery.py.
+of a 200-saga run gone, every saga parked by the sweeper). Upstream: celery/kombu#1551, open,
+present in kombu 5.7.0 (the version locked here). Here the message is written under a name the
+readers skip (it does not end in `.<queue>.msg` after its first dot) and renamed into place,
+which is atomic within one folder: a reader sees the whole file or none. `_put` is the method a
+kombu virtual transport's channel implements for publishing; reading is kombu's own. Remove this
+module once kombu writes its message files atomically.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from time import monotonic
 from typing import Any
 
-from kombu.transport import TRANSPORT_ALIASES, filesystem
-from kombu.transport import redis as kombu_redis
+from kombu.transport import filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
@@ -65,29 +53,3 @@ class Transport(filesystem.Transport):
         if timeout is not None:
             timeout = min(timeout, DRAIN_SLICE)
         return super().drain_events(connection, timeout=timeout)
-
-
-class RedisChannel(kombu_redis.Channel):
-    _sync_client: Any = None
-
-    @contextmanager
-    def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
-        """The client given, or this channel's own (kombu's makes a new one each time)."""
-        if client:
-            yield client
-            return
-        pool = self.pool
-        if self._sync_client is None or self._sync_client.connection_pool is not pool:
-            self._sync_client = self._create_client()
-        yield self._sync_client
-
-
-class RedisTransport(kombu_redis.Transport):
-    Channel = RedisChannel
-
-
-def install() -> None:
-    """Make `filesystem://`, `redis://` and `rediss://` URLs use these transports (kombu
-    resolves the scheme by alias)."""
-    TRANSPORT_ALIASES["filesystem"] = f"{__name__}:Transport"
-    TRANSPORT_ALIASES["redis"] = TRANSPORT_ALIASES["rediss"] = f"{__name__}:RedisTransport"

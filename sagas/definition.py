@@ -5,7 +5,7 @@ move its own objects (a booking's state) inside the engine's transactions."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -18,19 +18,34 @@ COMPENSATION = "compensation"
 @dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff with jitter: attempt n waits initial_delay * backoff**(n-1), capped at
-    max_delay, spread by +/- jitter (a fraction) so that failed steps do not retry in lockstep."""
+    max_delay, spread by +/- jitter (a fraction) so that failed steps do not retry in lockstep.
+
+    max_wait: how long, on top of its retry schedule, a step may wait for a provider whose
+    circuit is open (calls not made are deferred without spending a retry). Past it the step
+    gives up as if its retries had run out, so it always reaches its end state."""
 
     max_attempts: int = 5
     initial_delay: float = 1.0
     backoff: float = 2.0
     max_delay: float = 30.0
     jitter: float = 0.2
+    max_wait: float = 120.0
 
     def delay(self, failed_attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after attempt number `failed_attempt` (1-based) failed."""
         base = min(self.max_delay, self.initial_delay * self.backoff ** (failed_attempt - 1))
         spread = (rng or random).uniform(-self.jitter, self.jitter)
         return max(0.0, min(self.max_delay, base * (1 + spread)))
+
+    def give_up_after(self) -> float:
+        """Seconds from a step's first attempt after which waiting for a provider ends: the
+        longest its retry schedule can take (every delay at its jittered maximum), plus
+        max_wait."""
+        delays = sum(
+            min(self.max_delay, self.initial_delay * self.backoff ** (n - 1)) * (1 + self.jitter)
+            for n in range(1, self.max_attempts)
+        )
+        return delays + self.max_wait
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,10 @@ class Step:
     retriable_only: the step comes after the pivot; its failure never undoes the saga, it is
     retried and, when the retries run out, the saga waits for an operator.
     describe(payload, direction): what the attempt sends, kept on its row for the timeline.
+    label: how people read its name (admin, dashboard); from the name by default.
+    meta: the application's own facts about the step (the state its target is in while it
+    runs, what its outcome records...), so that the definition is their one place; the engine
+    never reads them.
     """
 
     name: str
@@ -73,6 +92,12 @@ class Step:
     retriable_only: bool = False
     queue: str | None = None
     describe: Callable[[dict[str, Any], str], dict[str, Any]] | None = None
+    label: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", self.name.replace("_", " ").capitalize())
 
     @property
     def compensatable(self) -> bool:

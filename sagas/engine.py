@@ -19,46 +19,39 @@ Rules every function here keeps:
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from celery import current_app
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Min
 from django.utils import timezone
 
-from . import faults, instrument, loading, optimistic
+from . import instrument, loading, optimistic
 from .definition import (
     ACTION,
     COMPENSATION,
+    RetryPolicy,
     SagaDefinition,
     Step,
     StepContext,
     get_definition,
     target_relations,
 )
+from .dispatch import Dispatch
 from .errors import Deferral, PermanentError, SagaStateError, StepError, TransientError
 from .models import Saga, SagaEvent, SagaStep
 
 log = logging.getLogger(__name__)
 
 LEASE_GRACE = timedelta(seconds=5)
-RUN_STEP_TASK = "sagas.tasks.run_step"
 
 Status = Saga.Status
 StepStatus = SagaStep.Status
 
-_messages_lost = False
-# While a worker chains a saga's steps in-process (see execute), the attempts scheduled to run at
-# once on a queue it serves, collected after each commit, each with the saga's target as written
-# (None: read it again).
-_chain: list[tuple[SagaStep, Any]] | None = None
-_chain_queues: frozenset[str] = frozenset()
 MAX_CHAIN = 20
 SAGA_FIELDS = [
     "status",
@@ -78,72 +71,6 @@ class _Duplicate(Exception):
     """The attempt already had its outcome recorded: roll back and change nothing."""
 
 
-@contextmanager
-def messages_lost():
-    """Fault injection: every step message sent inside this block is dropped, as if the broker
-    had lost it after the commit. The sweeper must find and re-send those steps."""
-    global _messages_lost
-    _messages_lost = True
-    try:
-        yield
-    finally:
-        _messages_lost = False
-
-
-def _send(step_id: int, queue: str | None, countdown: float) -> None:
-    if _messages_lost:
-        log.warning("fault injection: message for step attempt %s dropped", step_id)
-        return
-    # No Celery time limit: one could fire after the provider call succeeded, while the outcome
-    # is being recorded. A step's timeout is its lease: past it, the sweeper sends a second
-    # copy, which replays the call under the same idempotency key.
-    options: dict[str, Any] = {}
-    if queue:
-        options["queue"] = queue
-    if countdown > 0:
-        options["countdown"] = countdown
-    try:
-        for _ in range(faults.copies()):
-            current_app.send_task(RUN_STEP_TASK, args=(step_id,), **options)
-    except Exception:  # the broker is down: the row is scheduled, the sweeper will send again
-        log.exception("could not send step attempt %s; the sweeper will send it again", step_id)
-        _uncount_dispatch(step_id)
-
-
-def _uncount_dispatch(step_id: int) -> None:
-    """A send that failed (broker down) does not count towards SAGA_MAX_DISPATCHES: an outage
-    of the broker must not park sagas as if their worker had died each time."""
-    try:
-        SagaStep.objects.filter(
-            pk=step_id, status=StepStatus.SCHEDULED, dispatch_count__gt=1
-        ).update(dispatch_count=F("dispatch_count") - 1)
-    except Exception:  # the database is down too: the count stays, the lease still runs out
-        log.exception("could not correct the dispatch count of step attempt %s", step_id)
-
-
-def _dispatch_on_commit(row: SagaStep, step: Step, countdown: float) -> None:
-    step_id, queue = row.pk, step.queue
-    chain = _chain
-    if chain is not None and countdown <= 0 and (queue or _default_queue()) in _chain_queues:
-        # The worker runs it next, in-process, once this transaction commits: no broker hop.
-        # If the worker dies first, the attempt's lease runs out and the sweeper sends it.
-        transaction.on_commit(lambda: chain.append((row, None)))  # the row and its saga
-        return
-    transaction.on_commit(lambda: _send(step_id, queue, countdown))
-
-
-def _dispatch_written(row: SagaStep, step: Step, target: Any) -> None:
-    """Hand an attempt already committed to this worker's chain, or to the broker."""
-    if _chain is not None and (step.queue or _default_queue()) in _chain_queues:
-        _chain.append((row, target))
-    else:
-        _send(row.pk, step.queue, 0)
-
-
-def _default_queue() -> str:
-    return settings.CELERY_TASK_DEFAULT_QUEUE
-
-
 # --- starting ------------------------------------------------------------------------------
 
 
@@ -154,31 +81,35 @@ def start(
     payload: dict[str, Any],
     saga_id: Any = None,
     target: Any = None,
+    dispatch: Dispatch | None = None,
 ) -> Saga:
     """Create a saga and schedule its first step, in the caller's transaction (so that the
     target and its saga are committed together), or, for a new target with no transaction open
     (PostgreSQL), in one statement (see _start_in_one_statement). The first message leaves
     after commit.
     `target`, when given, is the object the saga drives, not saved yet or already locked."""
+    dispatch = dispatch or Dispatch()
     definition = get_definition(saga_type)
     fields: dict[str, Any] = {"saga_type": saga_type, "target_id": str(target_id)}
     if saga_id is not None:
         fields["id"] = saga_id
     saga = Saga(**fields, payload=payload, current_step=definition.steps[0].name)
     if target is not None and target._state.adding and optimistic.available():
-        return _start_in_one_statement(saga, definition, target)
+        return _start_in_one_statement(saga, definition, target, dispatch)
     with transaction.atomic(savepoint=False):
         saga.save(force_insert=True)
         if target is None:
             target = definition.hooks.lock_target(saga)
         definition.hooks.started(saga, target)
         definition.hooks.save_target(saga, target)
-        _schedule(saga, definition, definition.steps[0], ACTION, round_=1)
+        _schedule(saga, definition, definition.steps[0], ACTION, dispatch, round_=1)
         instrument.saga_started(saga)  # metrics + log line, after commit (sagas/instrument.py)
     return saga
 
 
-def _start_in_one_statement(saga: Saga, definition: SagaDefinition, target: Any) -> Saga:
+def _start_in_one_statement(
+    saga: Saga, definition: SagaDefinition, target: Any, dispatch: Dispatch
+) -> Saga:
     """start() of a new target outside any transaction, on PostgreSQL: the saga, the target
     after its first transition and the first attempt are inserted by one statement in
     autocommit (sagas/optimistic.py), all or nothing, and the first message leaves after it."""
@@ -188,7 +119,7 @@ def _start_in_one_statement(saga: Saga, definition: SagaDefinition, target: Any)
     saga.version += 1  # as Saga.save does
     optimistic.insert_all([saga, target, row])
     instrument.saga_started(saga)  # no transaction open: emitted now
-    _dispatch_written(row, first, target)
+    dispatch.written(row, first, target)
     return saga
 
 
@@ -197,6 +128,7 @@ def _schedule(
     definition: SagaDefinition,
     step: Step,
     direction: str,
+    dispatch: Dispatch,
     *,
     attempt: int = 1,
     round_: int | None = None,
@@ -208,7 +140,7 @@ def _schedule(
     row = _attempt_row(saga, definition, step, direction, attempt, round_, delay)
     row.save(force_insert=True)
     saga.current_step = step.name
-    _dispatch_on_commit(row, step, delay)
+    dispatch.after_commit(row, step, delay)
     return row
 
 
@@ -271,26 +203,21 @@ def execute(
     the previous outcome committed, instead of going through the broker: the same durability
     (every attempt is a row with a lease before it runs), one message per saga instead of one
     per step."""
-    global _chain, _chain_queues
-    if not chain_queues or _chain is not None:
-        return _execute_one(step_id, task_id, worker)
-    _chain, _chain_queues = [], chain_queues
-    try:
-        label = _execute_one(step_id, task_id, worker)
-        hops = 0
-        while _chain and hops < MAX_CHAIN:
-            row, target = _chain.pop(0)
-            _execute_one(row, task_id, worker, target)
-            hops += 1
-        leftover = [row for row, _ in _chain]
-    finally:
-        _chain, _chain_queues = None, frozenset()
-    for row in leftover:  # a long chain goes back to the queue, behind the others
-        _send(row.pk, get_definition(row.saga.saga_type).step(row.name).queue, 0)
+    dispatch = Dispatch(chain_queues=chain_queues or frozenset())
+    label = _execute_one(step_id, task_id, worker, dispatch)
+    hops = 0
+    while dispatch.next and hops < MAX_CHAIN:
+        row, target = dispatch.next.pop(0)
+        _execute_one(row, task_id, worker, dispatch, target)
+        hops += 1
+    for row, _ in dispatch.next:  # a long chain goes back to the queue, behind the others
+        dispatch.send(row.pk, get_definition(row.saga.saga_type).step(row.name).queue, 0)
     return label
 
 
-def _execute_one(attempt: int | SagaStep, task_id: str, worker: str, target: Any = None) -> str:
+def _execute_one(
+    attempt: int | SagaStep, task_id: str, worker: str, dispatch: Dispatch, target: Any = None
+) -> str:
     row = (
         attempt
         if isinstance(attempt, SagaStep)
@@ -320,7 +247,8 @@ def _execute_one(attempt: int | SagaStep, task_id: str, worker: str, target: Any
     )
     side_effect = step.action if row.direction == ACTION else step.compensation
     assert side_effect is not None, f"{row} has no side effect"
-    faults.before_action(row.name, row.direction, row.idempotency_key)
+    for plugin in dispatch.plugins:
+        plugin.before_action(ctx)
     started = timezone.now()
     result: dict[str, Any] = {}
     error: StepError | None = None
@@ -333,9 +261,19 @@ def _execute_one(attempt: int | SagaStep, task_id: str, worker: str, target: Any
     except Exception as exc:  # a bug in a step is recorded and retried, never lost
         log.exception("step %s raised an unexpected error", row)
         error = TransientError(f"{type(exc).__name__}: {exc}", code="unexpected_error")
-    faults.after_action(row.name, row.direction)
+    for plugin in dispatch.plugins:
+        plugin.after_action(ctx)
     outcome = Outcome(result, error, started, timezone.now())
-    return record(row.pk, saga.pk, outcome, task_id=task_id, worker=worker, row=row, target=target)
+    return record(
+        row.pk,
+        saga.pk,
+        outcome,
+        task_id=task_id,
+        worker=worker,
+        row=row,
+        target=target,
+        dispatch=dispatch,
+    )
 
 
 def record(
@@ -347,6 +285,7 @@ def record(
     worker: str = "",
     row: SagaStep | None = None,
     target: Any = None,
+    dispatch: Dispatch | None = None,
 ) -> str:
     """Record an attempt's outcome and move the saga on, in one transaction. Only the first
     outcome of an attempt counts; any later one returns "duplicate" and changes nothing.
@@ -357,8 +296,9 @@ def record(
     The common case, an action that succeeded with no cancel pending, is written in one
     statement without locks when it can be (see `_record_optimistic`); anything else, or any
     conflict, takes the locked path below."""
+    dispatch = dispatch or Dispatch()
     if row is not None and outcome.error is None:
-        label = _record_optimistic(row, outcome, task_id, worker, target)
+        label = _record_optimistic(row, outcome, task_id, worker, target, dispatch)
         if label is not None:
             return label
         row = None  # the copy was changed in memory: read the attempt again
@@ -372,7 +312,7 @@ def record(
             definition = get_definition(saga.saga_type)
             target = definition.hooks.lock_target(saga)
             _stamp(row, outcome, task_id, worker)
-            label = _apply_outcome(saga, target, definition, row, outcome)
+            label = _apply_outcome(saga, target, definition, row, outcome, dispatch)
             instrument.attempt_recorded(saga, row, outcome, label)  # metrics + log, after commit
             definition.hooks.save_target(saga, target)
             saga.save(update_fields=SAGA_FIELDS)
@@ -387,7 +327,7 @@ def _stamp(row: SagaStep, outcome: Outcome, task_id: str, worker: str) -> None:
 
 
 def _record_optimistic(
-    row: SagaStep, outcome: Outcome, task_id: str, worker: str, target: Any
+    row: SagaStep, outcome: Outcome, task_id: str, worker: str, target: Any, dispatch: Dispatch
 ) -> str | None:
     """Record a successful action in one statement, no lock taken: the attempt's outcome, the
     saga, the target's changed fields and the next attempt, written only if the attempt is still
@@ -432,7 +372,7 @@ def _record_optimistic(
     label = "succeeded"
     instrument.attempt_recorded(saga, row, outcome, label)  # not in a transaction: at once
     if following is not None and next_row is not None:
-        _dispatch_written(next_row, following, target)
+        dispatch.written(next_row, following, target)
     else:
         instrument.saga_completed(saga)
     return label
@@ -460,7 +400,12 @@ def _save_outcome(row: SagaStep, *extra: str) -> None:
 
 
 def _apply_outcome(
-    saga: Saga, target: Any, definition: SagaDefinition, row: SagaStep, outcome: Outcome
+    saga: Saga,
+    target: Any,
+    definition: SagaDefinition,
+    row: SagaStep,
+    outcome: Outcome,
+    dispatch: Dispatch,
 ) -> str:
     step = definition.step(row.name)
     error = outcome.error
@@ -469,18 +414,27 @@ def _apply_outcome(
         row.response = outcome.result
         _save_outcome(row)
         if row.direction == ACTION:
-            _action_succeeded(saga, target, definition, step, outcome.result)
+            _action_succeeded(saga, target, definition, step, outcome.result, dispatch)
         else:
             definition.hooks.compensation_succeeded(saga, target, step, outcome.result)
-            _next_compensation(saga, target, definition)
+            _next_compensation(saga, target, definition, dispatch)
         return "succeeded"
 
     row.error, row.error_code, row.response = error.message, error.code[:64], error.data
-    if isinstance(error, Deferral):
-        _defer(saga, step, row, error.delay)
-        return "deferred"
     policy = step.policy(saga.saga_type, row.direction)
     retriable = isinstance(error, TransientError) and error.code != "no_outcome"
+    if isinstance(error, Deferral):
+        if error.code != "circuit_open" or not _waited_too_long(row, policy):
+            _defer(saga, step, row, error.delay, dispatch)
+            return "deferred"
+        # The provider's circuit stayed open past the step's schedule and max_wait: give up as
+        # if the retries had run out (an earlier attempt may have acted: compensated if so).
+        error = TransientError(
+            f"{error.message}; gave up after {policy.give_up_after():.0f}s",
+            code="provider_unavailable",
+        )
+        row.error, row.error_code = error.message, error.code
+        retriable = False
     if retriable and row.attempt < policy.max_attempts:
         row.status = StepStatus.RETRYING
         _save_outcome(row)
@@ -489,6 +443,7 @@ def _apply_outcome(
             definition,
             step,
             row.direction,
+            dispatch,
             attempt=row.attempt + 1,
             round_=row.round,
             delay=policy.delay(row.attempt),
@@ -509,17 +464,27 @@ def _apply_outcome(
     elif step.retriable_only:
         _park(saga, target, definition, f"{row.name} failed after {row.attempt} attempts")
     else:
-        _begin_compensation(saga, target, definition, _reason(error))
+        _begin_compensation(saga, target, definition, _reason(error), dispatch)
     return "failed"
 
 
-def _defer(saga: Saga, step: Step, row: SagaStep, delay: float) -> None:
+def _waited_too_long(row: SagaStep, policy: RetryPolicy) -> bool:
+    """Whether the step (this round of it, in this direction) has been trying for longer than
+    its retry schedule plus max_wait allow."""
+    first = SagaStep.objects.filter(
+        saga_id=row.saga_id, name=row.name, direction=row.direction, round=row.round
+    ).aggregate(first=Min("created_at"))["first"]
+    started = first or row.created_at
+    return timezone.now() - started > timedelta(seconds=policy.give_up_after())
+
+
+def _defer(saga: Saga, step: Step, row: SagaStep, delay: float, dispatch: Dispatch) -> None:
     """Keep the attempt scheduled and send it again after `delay`: it was not tried."""
     timeout = step.timeout_for(saga.saga_type, row.direction)
     row.scheduled_for = timezone.now() + timedelta(seconds=delay)
     row.lease_expires_at = row.scheduled_for + timedelta(seconds=timeout) + LEASE_GRACE
     _save_outcome(row, "scheduled_for", "lease_expires_at")
-    _dispatch_on_commit(row, step, delay)
+    dispatch.after_commit(row, step, delay)
 
 
 def _reason(error: StepError) -> str:
@@ -531,15 +496,20 @@ def _reason(error: StepError) -> str:
 
 
 def _action_succeeded(
-    saga: Saga, target: Any, definition: SagaDefinition, step: Step, result: dict[str, Any]
+    saga: Saga,
+    target: Any,
+    definition: SagaDefinition,
+    step: Step,
+    result: dict[str, Any],
+    dispatch: Dispatch,
 ) -> None:
     if saga.cancel_requested_at:
         _keep_result(saga, target, definition, step, result)
-        _begin_compensation(saga, target, definition, saga.cancel_reason)
+        _begin_compensation(saga, target, definition, saga.cancel_reason, dispatch)
         return
     following = _forward(saga, target, definition, step, result)
     if following is not None:
-        _schedule(saga, definition, following, ACTION, round_=1)
+        _schedule(saga, definition, following, ACTION, dispatch, round_=1)
     else:
         instrument.saga_completed(saga)  # metrics + log line, after commit
 
@@ -567,20 +537,24 @@ def _forward(
     return None
 
 
-def _begin_compensation(saga: Saga, target: Any, definition: SagaDefinition, reason: str) -> None:
+def _begin_compensation(
+    saga: Saga, target: Any, definition: SagaDefinition, reason: str, dispatch: Dispatch
+) -> None:
     saga.status = Status.COMPENSATING
     saga.direction = Saga.Direction.BACKWARD
     saga.reason = reason
     saga.finished_at = None
     definition.hooks.compensation_started(saga, target, reason)
-    _next_compensation(saga, target, definition)
+    _next_compensation(saga, target, definition, dispatch)
 
 
-def _next_compensation(saga: Saga, target: Any, definition: SagaDefinition) -> None:
+def _next_compensation(
+    saga: Saga, target: Any, definition: SagaDefinition, dispatch: Dispatch
+) -> None:
     """Schedule the compensation of the latest completed step not yet undone, or finish."""
     pending = pending_compensations(saga)
     if pending:
-        _schedule(saga, definition, pending[0], COMPENSATION)
+        _schedule(saga, definition, pending[0], COMPENSATION, dispatch)
         return
     saga.status = Status.COMPENSATED
     saga.current_step = ""
@@ -664,7 +638,7 @@ def turn_back(*, saga_id: Any, reason: str, actor: str = "", note: str = "") -> 
             outcome = "requested"
         else:
             _skip_outstanding(saga, f"skipped: {reason}")
-            _begin_compensation(saga, target, definition, reason)
+            _begin_compensation(saga, target, definition, reason, Dispatch())
             outcome = "compensating"
         _audit(saga, "cancel", actor, note or reason, code=reason, outcome=outcome)
         definition.hooks.save_target(saga, target)
@@ -688,13 +662,15 @@ def retry(*, saga_id: Any, actor: str, reason: str) -> str:
             saga.status = Status.RUNNING if direction == ACTION else Status.COMPENSATING
             saga.last_error = ""
             definition.hooks.resumed(saga, target, direction)
-            _schedule(saga, definition, step, direction, attempt=1, round_=failed.round + 1)
+            _schedule(
+                saga, definition, step, direction, Dispatch(), attempt=1, round_=failed.round + 1
+            )
             outcome = f"retrying {step.name} ({direction})"
         elif saga.status in Saga.ACTIVE:
             row = SagaStep.objects.filter(saga=saga, status=StepStatus.SCHEDULED).first()
             if row is None:
                 raise SagaStateError("nothing to retry: no step is waiting")
-            _redispatch_locked(saga, definition, row, timezone.now(), force=True)
+            _redispatch_locked(saga, definition, row, timezone.now(), Dispatch(), force=True)
             outcome = f"sent {row.name} ({row.direction}) again"
         else:
             raise SagaStateError(f"the saga is {saga.get_status_display()}: nothing to retry")
@@ -744,6 +720,7 @@ def redispatch_many(step_ids: list[int], *, now: datetime) -> tuple[list[int], l
         else:
             groups.setdefault((saga_type, name, direction), []).append(step_id)
     sent: list[int] = []
+    dispatch = Dispatch()
     for (saga_type, name, direction), ids in groups.items():
         step = get_definition(saga_type).step(name)
         lease = now + timedelta(seconds=step.timeout_for(saga_type, direction)) + LEASE_GRACE
@@ -757,14 +734,14 @@ def redispatch_many(step_ids: list[int], *, now: datetime) -> tuple[list[int], l
             SagaStep.objects.filter(pk__in=mine).update(
                 dispatch_count=F("dispatch_count") + 1, lease_expires_at=lease
             )
-            transaction.on_commit(partial(_send_many, mine, step.queue))
+            transaction.on_commit(partial(_send_many, dispatch, mine, step.queue))
         sent += mine
     return sent, left
 
 
-def _send_many(step_ids: list[int], queue: str | None) -> None:
+def _send_many(dispatch: Dispatch, step_ids: list[int], queue: str | None) -> None:
     for step_id in step_ids:
-        _send(step_id, queue, 0)
+        dispatch.send(step_id, queue, 0)
 
 
 def redispatch(step_id: int, *, now: datetime | None = None) -> str:
@@ -780,13 +757,19 @@ def redispatch(step_id: int, *, now: datetime | None = None) -> str:
         if row.status != StepStatus.SCHEDULED or row.lease_expires_at >= now:
             return "not stalled"
         definition = get_definition(saga.saga_type)
-        label = _redispatch_locked(saga, definition, row, now, force=False)
+        label = _redispatch_locked(saga, definition, row, now, Dispatch(), force=False)
         saga.save()
     return label
 
 
 def _redispatch_locked(
-    saga: Saga, definition: SagaDefinition, row: SagaStep, now: datetime, *, force: bool
+    saga: Saga,
+    definition: SagaDefinition,
+    row: SagaStep,
+    now: datetime,
+    dispatch: Dispatch,
+    *,
+    force: bool,
 ) -> str:
     step = definition.step(row.name)
     if not force and row.dispatch_count >= settings.SAGA_MAX_DISPATCHES:
@@ -796,12 +779,12 @@ def _redispatch_locked(
             code="no_outcome",
         )
         row.finished_at = now
-        _apply_outcome(saga, target, definition, row, Outcome({}, error, now, now))
+        _apply_outcome(saga, target, definition, row, Outcome({}, error, now, now), dispatch)
         definition.hooks.save_target(saga, target)
         return "gave up"
     timeout = step.timeout_for(saga.saga_type, row.direction)
     row.dispatch_count += 1
     row.lease_expires_at = now + timedelta(seconds=timeout) + LEASE_GRACE
     row.save(update_fields=["dispatch_count", "lease_expires_at"])
-    _dispatch_on_commit(row, step, 0)
+    dispatch.after_commit(row, step, 0)
     return "redispatched"

@@ -148,18 +148,23 @@ def saga_parked(saga: Any, why: str) -> None:
 
 
 def oldest_stuck_since(now: datetime | None = None) -> datetime | None:
-    """When the longest-stuck saga got stuck: an attempt past its lease (worker or message
-    lost, not re-sent yet) or a saga parked for an operator. None when nothing is stuck."""
+    """When the longest-stuck saga (sagas.recovery.stuck_condition) got stuck: the end of its
+    attempt's lease, or its last change when nothing is scheduled. None when none is stuck.
+    Sagas parked for an operator are counted by saga_by_status{status="requires_attention"}."""
     from .models import Saga, SagaStep
+    from .recovery import stuck_condition
 
     now = now or timezone.now()
-    stalled = SagaStep.objects.filter(
-        status=SagaStep.Status.SCHEDULED, lease_expires_at__lt=now
+    stuck = Saga.objects.filter(stuck_condition(now))
+    lease_ran_out = SagaStep.objects.filter(
+        status=SagaStep.Status.SCHEDULED, lease_expires_at__lt=now, saga__in=stuck
     ).aggregate(since=Min("lease_expires_at"))["since"]
-    parked = Saga.objects.filter(status=Saga.Status.REQUIRES_ATTENTION).aggregate(
-        since=Min("updated_at")
-    )["since"]
-    candidates = [t for t in (stalled, parked) if t is not None]
+    nothing_scheduled = (
+        stuck.exclude(steps__status=SagaStep.Status.SCHEDULED)
+        .aggregate(since=Min("updated_at"))
+        .get("since")
+    )
+    candidates = [t for t in (lease_ran_out, nothing_scheduled) if t is not None]
     return min(candidates) if candidates else None
 
 
@@ -172,8 +177,8 @@ class SagaStateCollector(Collector):
         since = oldest_stuck_since(now)
         age = GaugeMetricFamily(
             "saga_oldest_stuck_age_seconds",
-            "Seconds since the longest-stuck saga got stuck (an attempt past its lease, or "
-            "parked for an operator); 0 when none is.",
+            "Seconds since the longest-stuck saga got stuck (active, and its attempt's lease ran "
+            "out or nothing is scheduled); 0 when none is.",
         )
         age.add_metric([], (now - since).total_seconds() if since else 0.0)
         yield age

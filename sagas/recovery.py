@@ -8,11 +8,30 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from . import engine
-from .models import SagaStep
+from .models import Saga, SagaStep
+
+
+def stuck_condition(now: datetime | None = None, *, through: str = "") -> Q:
+    """The product's one definition of a stuck saga, used by the admin, the dashboard, the
+    on-call commands, the consistency check and the metrics: it is active (running or
+    compensating) and nothing will move it on by itself, because its scheduled attempt's lease
+    ran out (the worker or the message was lost, and the sweeper has not sent it again yet) or
+    no attempt is scheduled at all.
+
+    Not stuck: a saga waiting for a retry (its lease runs from when the retry is due), and one
+    parked for an operator (it requires attention, by design, and is shown as such).
+    `through` is the path from the model queried to its saga ("saga" for a booking); empty for
+    Saga itself."""
+    now = now or timezone.now()
+    prefix = f"{through}__" if through else ""
+    saga_id = OuterRef(f"{through}_id" if through else "pk")
+    scheduled = SagaStep.objects.filter(saga_id=saga_id, status=SagaStep.Status.SCHEDULED)
+    active = Q(**{f"{prefix}status__in": Saga.ACTIVE})
+    return active & (Exists(scheduled.filter(lease_expires_at__lt=now)) | ~Exists(scheduled))
 
 
 def stalled_steps(now: datetime | None = None) -> QuerySet[SagaStep]:

@@ -7,13 +7,13 @@ constraint, by one INSERT ... ON CONFLICT statement that also takes over the key
 A concurrent request with the same key blocks on that insert until the first one
 commits (PostgreSQL waits on the unique index; SQLite's IMMEDIATE transactions serialize at
 BEGIN), then finds the committed record and replays it. A create that fails validation rolls the
-record back with it, so the client may correct the body and retry with the same key."""
+record back with it, so the client may correct the body and retry with the same key. Expired
+records are deleted off the request path, by a periodic task (bookings/tasks.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,14 +23,12 @@ from typing import Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Field
 from django.utils import timezone
 
 from bookings.errors import ApplicationError
 from bookings.models import Booking, IdempotencyKey
-
-log = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 # Visible ASCII, as the draft recommends for a UUID or a random string.
@@ -92,7 +90,6 @@ def create_once(
         IdempotencyKey.objects.filter(pk=record_id).update(
             response_status=status, response_body=body, booking=booking
         )
-    _purge_expired(owner, now)
     return Result(status, body, booking.pk, False)
 
 
@@ -151,15 +148,3 @@ def _claim(owner: Any, key: str, request_fingerprint: str, now: datetime) -> int
 def update_response(*, owner: Any, key: str, body: dict[str, Any]) -> None:
     """Store the body finally sent (after a `Prefer: wait`), so a replay matches it."""
     IdempotencyKey.objects.filter(owner=owner, key=key).update(response_body=body)
-
-
-def _purge_expired(owner: Any, now: Any) -> None:
-    # Best effort and outside the create's transaction: a client's expired keys go when it next
-    # uses one, so the table holds about one day of keys per active client.
-    try:
-        # One DELETE in autocommit: nothing refers to these rows and no signal listens, so
-        # QuerySet.delete()'s collector and its BEGIN/COMMIT around the statement add nothing.
-        expired = IdempotencyKey.objects.filter(owner=owner, expires_at__lte=now)
-        expired._raw_delete(expired.db)
-    except DatabaseError:  # e.g. a deadlock with a concurrent purge; the next one will do
-        log.warning("could not purge expired idempotency keys of %s", owner, exc_info=True)

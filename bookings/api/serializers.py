@@ -15,16 +15,27 @@ from sagas.models import SagaStep
 
 # What a client may read about a failed attempt, by its error code. The stored message can carry
 # provider details (a screening reason, an SMTP reply, an exception) that are ours to know.
-PUBLIC_STEP_ERRORS = {
+# A refusal is final whatever the attempt's status:
+REFUSALS = {
     "fraud_rejected": "The booking was rejected by fraud screening.",
     "payment_declined": "The payment was declined.",
     "unavailable": "No room is available on the requested nights.",
+}
+# An attempt that failed and will be tried again (status retrying), by cause:
+RETRIED = {
     "timeout": "The step timed out; it is retried automatically.",
     "gateway": "The payment provider did not answer; it is retried automatically.",
     "email": "The e-mail could not be sent; it is retried automatically.",
-    "deferred": "The provider is unavailable; the step runs again later.",
 }
-GENERIC_STEP_ERROR = "The step failed; it is retried or undone automatically."
+RETRIED_OTHERWISE = "The step failed; it is retried automatically."
+# An attempt not made yet because its provider is unavailable (still scheduled):
+WAITING = "The provider is unavailable; the step runs again later."
+# The last attempt of a step that gave up (status failed): what happens next depends on the
+# booking, whose state says it (cancelled, or waiting for an operator).
+GAVE_UP = (
+    "The step gave up after its retries; the booking's state says what follows (cancelled and "
+    "undone, or waiting for an operator)."
+)
 SKIPPED_STEP = "Skipped: the booking was cancelled before this step ran."
 
 
@@ -65,7 +76,13 @@ class StepSerializer(serializers.ModelSerializer):
             return SKIPPED_STEP
         if not step.error and not step.error_code:
             return ""
-        return PUBLIC_STEP_ERRORS.get(step.error_code, GENERIC_STEP_ERROR)
+        if step.error_code in REFUSALS:
+            return REFUSALS[step.error_code]
+        if step.status == SagaStep.Status.FAILED:
+            return GAVE_UP
+        if step.status == SagaStep.Status.SCHEDULED:
+            return WAITING
+        return RETRIED.get(step.error_code, RETRIED_OTHERWISE)
 
 
 class BookingSerializer(serializers.ModelSerializer):

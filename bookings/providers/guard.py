@@ -13,11 +13,20 @@ window without spending a retry.
 
 Circuit breaker: transient failures from `failure_threshold` different calls (idempotency keys,
 so one flaky booking retrying cannot trip it alone) with no success in between, within
-`window` seconds, open the circuit. While it is open the provider's steps are not attempted:
-they raise `Deferral` until the cool-down ends, so an outage does not burn their retries nor
-cancel their bookings. After the cool-down one call is let through as a probe (half-open): a
-success closes the circuit, a transient failure opens it for another cool-down. A permanent
-error (a declined card) is an answer, so it counts as a success of the provider.
+`window` seconds, open the circuit. A success of any call forgets the failures counted so far,
+so a few bookings that fail on their own (a card whose void is always refused) among healthy
+traffic never open it. While it is open the provider's steps are not attempted: they raise
+`Deferral` until the cool-down ends, so a short outage does not burn their retries. After the
+cool-down one call is let through as a probe (half-open): a success closes the circuit, a
+transient failure opens it for another cool-down. A call that already failed since the last
+success does not take the probe while others may (it would most likely fail again and keep the
+circuit open for everyone).
+
+Every call that is made and fails transiently spends its attempt, the failure that opens the
+circuit and a failed probe included: only a call that is not made is deferred for free. The
+engine also bounds how long deferrals may hold a step back (RetryPolicy.max_wait), so a saga
+whose calls keep failing reaches its end state whether other traffic closes the circuit or not.
+A permanent error (a declined card) is an answer, so it counts as a success of the provider.
 """
 
 from __future__ import annotations
@@ -25,7 +34,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache, wraps
 from typing import Any
@@ -66,86 +74,6 @@ def coordination_cache() -> BaseCache:
 
 def _now() -> float:
     return time.time()
-
-
-# --- values read once per guarded call -----------------------------------------------------------
-# A guarded call needs from the coordination cache: the breaker's state, generation and failure
-# count, and the keys other modules registered for the provider (the sandbox's outage flag).
-# Code running inside the call reads them with `shared`.
-#
-# A process reads them for every provider at once, in one round trip, and answers the guarded
-# calls it makes in the next settings.BOOKING_GUARD_READ_MAX_AGE seconds (0.1 by default) from
-# that read: one Redis round trip per step was a fifth of a worker's own CPU per saga. So a
-# circuit another process opens, or an outage flag it sets, is seen here at most that much
-# later (calls already in flight race it anyway); whatever this process writes to a breaker or
-# an outage flag drops its read at once. 0 reads at every call.
-
-_EXTRA_KEYS: dict[str, list[str]] = {}
-_read_at_call: ContextVar[dict[str, Any] | None] = ContextVar("guard_read_at_call", default=None)
-_ABSENT = object()
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    values: dict[str, Any]
-    keys: frozenset[str]
-    taken_at: float
-
-
-_NEVER = _Snapshot({}, frozenset(), float("-inf"))
-_snapshot = _NEVER  # replaced whole, never changed in place: threads see one read or another
-
-
-def forget_shared_reads() -> None:
-    """Read the coordination cache again at the next guarded call (this process changed it)."""
-    global _snapshot
-    _snapshot = _NEVER
-
-
-def _keys_of(provider: str, generation: int) -> list[str]:
-    """What a guarded call to `provider` reads, its failures as of `generation`."""
-    prefix = f"circuit:{provider}"
-    return [
-        f"{prefix}:state",
-        f"{prefix}:generation",
-        f"{prefix}:failures:{generation}",
-        *_EXTRA_KEYS.get(provider, ()),
-    ]
-
-
-def _read_shared(cache: BaseCache, wanted: list[str]) -> dict[str, Any]:
-    """`wanted` keys' values: from this process's read of every provider's keys if it is recent
-    enough and holds them all, else from a new one (one round trip)."""
-    global _snapshot
-    max_age = settings.BOOKING_GUARD_READ_MAX_AGE
-    now = time.monotonic()
-    snapshot = _snapshot
-    if now - snapshot.taken_at >= max_age or not snapshot.keys.issuperset(wanted):
-        keys = set(wanted)
-        if max_age > 0:
-            for provider in PROVIDERS:
-                keys.update(_keys_of(provider, CircuitBreaker._generations.get(provider, 0)))
-        snapshot = _Snapshot(cache.get_many(sorted(keys)), frozenset(keys), now)
-        _snapshot = snapshot
-    return {k: snapshot.values.get(k) for k in wanted}
-
-
-def read_with_each_call(provider: str, key: str) -> None:
-    """Fetch `key` together with the breaker's state at the start of each call to `provider`."""
-    keys = _EXTRA_KEYS.setdefault(provider, [])
-    if key not in keys:
-        keys.append(key)
-
-
-def shared(key: str) -> Any:
-    """The coordination cache's value for `key`: as read at the start of the current guarded
-    call if it was read then, else read now."""
-    seen = _read_at_call.get()
-    if seen is not None:
-        value = seen.get(key, _ABSENT)
-        if value is not _ABSENT:
-            return value
-    return coordination_cache().get(key)
 
 
 # --- rate limit ------------------------------------------------------------------------------
@@ -206,8 +134,24 @@ class CircuitStatus:
         return self.state != "closed"
 
 
+@dataclass(frozen=True)
+class Admission:
+    """What before_call found: whether this call is the half-open probe, and the failure count
+    it saw (a success then knows whether there is anything to forget)."""
+
+    probe: bool
+    failures: int
+    epoch: int
+
+
 class CircuitBreaker:
-    """One provider's breaker; every method reads and writes the shared cache."""
+    """One provider's breaker; every method reads and writes the shared cache.
+
+    Keys: `state` (absent: closed; else when it opened and when it may be probed), `probe`
+    (the key of the call probing it), `failures` (distinct failed calls since the last success),
+    `epoch` (raised by each success that forgets failures, and by a reset) and one
+    `failed:<epoch>:<key>` marker per failed call, so that a call retried again and again
+    counts once until the failures are forgotten."""
 
     def __init__(
         self,
@@ -225,54 +169,38 @@ class CircuitBreaker:
         self.window = window
         self.cool_down = cool_down
         self.probe_timeout = probe_timeout
-        self._state_key = f"circuit:{provider}:state"
-        self._probe_key = f"circuit:{provider}:probe"
-        self._generation_key = f"circuit:{provider}:generation"
+        prefix = f"circuit:{provider}"
+        self._state_key = f"{prefix}:state"
+        self._probe_key = f"{prefix}:probe"
+        self._failures_key = f"{prefix}:failures"
+        self._epoch_key = f"{prefix}:epoch"
+        self._marker_prefix = f"{prefix}:failed:"
 
-    # Failures are counted per "generation": a success starts a new one, which forgets the
-    # failures of the old one without a read-modify-write race on a shared counter. Each process
-    # remembers the generation it saw last, to read that generation's failures with the state.
-    _generations: dict[str, int] = {}
-
-    @property
-    def _last_generation(self) -> int:
-        return CircuitBreaker._generations.get(self.provider, 0)
-
-    def _generation(self) -> int:
-        return int(self.cache.get(self._generation_key) or 0)
-
-    def _failures_key(self, generation: int) -> str:
-        return f"circuit:{self.provider}:failures:{generation}"
+    def _read(self) -> tuple[Any, Admission]:
+        read = self.cache.get_many([self._state_key, self._failures_key, self._epoch_key])
+        failures = int(read.get(self._failures_key) or 0)
+        epoch = int(read.get(self._epoch_key) or 0)
+        return read.get(self._state_key), Admission(False, failures, epoch)
 
     def status(self) -> CircuitStatus:
         """The circuit as every worker sees it now."""
-        state = self.cache.get(self._state_key)
-        failures = int(self.cache.get(self._failures_key(self._generation())) or 0)
+        state, seen = self._read()
+        failures = seen.failures
         if state is None:
             return CircuitStatus(self.provider, "closed", failures=failures)
         phase = "open" if _now() < state["retry_at"] else "half_open"
         return CircuitStatus(self.provider, phase, state["opened_at"], state["retry_at"], failures)
 
-    def before_call(self, key: str, extra: tuple[str, ...] = ()) -> tuple[int, dict[str, Any]]:
+    def before_call(self, key: str) -> Admission:
         """Let the call through (circuit closed, or this call is the half-open probe), or raise
-        Deferral until the circuit may be probed. Returns the failure generation seen, for
-        `succeeded`, and what was read: the failure count of that generation and the `extra`
-        keys (one cache round trip for all of it, in the common case)."""
-        failures_key = self._failures_key(self._last_generation)
-        read = _read_shared(self.cache, [*_keys_of(self.provider, self._last_generation), *extra])
-        generation = int(read[self._generation_key] or 0)
-        if generation != self._last_generation:  # a success started a new generation meanwhile
-            CircuitBreaker._generations[self.provider] = generation
-            read.pop(failures_key)
-        state = read[self._state_key]
+        Deferral until the circuit may be probed. One cache round trip in the common case."""
+        state, seen = self._read()
         if state is None:
-            return generation, read
+            return seen
         now = _now()
-        if now >= state["retry_at"] and self.cache.add(
-            self._probe_key, key, timeout=int(self.probe_timeout)
-        ):
+        if now >= state["retry_at"] and self._may_probe(key, state, seen, now):
             log.info("circuit half-open: probing", extra={"provider": self.provider})
-            return -1, read  # a probe: its success must close the circuit
+            return Admission(probe=True, failures=seen.failures, epoch=seen.epoch)
         wait = max(state["retry_at"] - now, 1.0)
         CALLS_DEFERRED.labels(self.provider, "circuit_open").inc()
         raise Deferral(
@@ -281,41 +209,60 @@ class CircuitBreaker:
             code="circuit_open",
         )
 
-    def succeeded(self, generation: int | None = None, read: dict[str, Any] | None = None) -> None:
-        """The provider answered: close the circuit and forget earlier failures. `generation`
-        and `read` are what before_call returned (generation -1 after a probe); a failure
-        another call counts while this one runs is forgotten by the next success, not this."""
-        if generation is None or generation < 0:
-            if self.cache.get(self._state_key) is not None:
-                self.cache.delete_many([self._state_key, self._probe_key])
-                forget_shared_reads()
-                CIRCUIT_TRANSITIONS.labels(self.provider, "closed").inc()
-                log.warning(
-                    "circuit closed: provider answers again", extra={"provider": self.provider}
-                )
-            generation = self._generation()
-        failures_key = self._failures_key(generation)
-        failures = (read or {}).get(failures_key, _ABSENT)
-        if failures is _ABSENT:
-            failures = self.cache.get(failures_key)
-        if failures:
-            self.cache.set(self._generation_key, generation + 1, timeout=None)
-            forget_shared_reads()
+    def _may_probe(self, key: str, state: dict, seen: Admission, now: float) -> bool:
+        """Whether this call takes the half-open probe. A call that already failed since the
+        last success (its marker is set) waits while others may probe, for one more cool-down:
+        a few bookings that fail on their own must not hold the circuit open for the healthy
+        ones by failing every probe. Past that (no other call came), it may probe too."""
+        known_bad = self.cache.get(self._marker(seen.epoch, key)) is not None
+        if known_bad and now < state["retry_at"] + self.cool_down:
+            return False
+        return bool(self.cache.add(self._probe_key, key, timeout=int(self.probe_timeout)))
 
-    def failed(self, key: str) -> bool:
+    def _marker(self, epoch: int, key: str) -> str:
+        return f"{self._marker_prefix}{epoch}:{key}"
+
+    def succeeded(self, admission: Admission | None = None) -> None:
+        """The provider answered: close the circuit (after a probe) and forget the failures
+        counted so far. Writes nothing when there is nothing to forget (the common case)."""
+        if admission is None:  # known from elsewhere (an operator, a test): close and forget
+            state, seen = self._read()
+            admission = Admission(state is not None, max(seen.failures, 1), seen.epoch)
+        if admission.probe:
+            self.cache.delete_many([self._state_key, self._probe_key])
+            CIRCUIT_TRANSITIONS.labels(self.provider, "closed").inc()
+            log.warning("circuit closed: provider answers again", extra={"provider": self.provider})
+        if admission.failures:
+            self._forget_failures(admission.epoch)
+
+    def _forget_failures(self, epoch: int) -> None:
+        """A new epoch: the failures and the markers of the old one no longer count."""
+        self.cache.set(self._epoch_key, epoch + 1, timeout=None)
+        self.cache.delete(self._failures_key)
+
+    def failed(self, key: str, admission: Admission | None = None) -> bool:
         """Count a transient failure of the call made with `key`; True when the circuit is
-        open afterwards (this failure opened it, or a half-open probe failed)."""
-        forget_shared_reads()  # the failure count changes
-        if self.cache.get(self._state_key) is not None:
+        open afterwards (this failure opened it, or it was the half-open probe)."""
+        if admission is None:
+            state, admission = self._read()
+            if state is not None:
+                admission = Admission(True, admission.failures, admission.epoch)
+        # Count each call once, however many times it is retried within the window.
+        first_failure = self.cache.add(
+            self._marker(admission.epoch, key), 1, timeout=int(self.window + self.cool_down * 2)
+        )
+        if admission.probe:
             self._open(reason="probe failed")
             return True
-        generation = self._generation()
-        failures_key = self._failures_key(generation)
-        # Count each call once, however many times it is retried within the window.
-        if not self.cache.add(f"{failures_key}:{key}", 1, timeout=int(self.window)):
+        if not first_failure:
             return False
-        self.cache.add(failures_key, 0, timeout=int(self.window))
-        if self.cache.incr(failures_key) < self.failure_threshold:
+        self.cache.add(self._failures_key, 0, timeout=int(self.window))
+        try:
+            failures = self.cache.incr(self._failures_key)
+        except ValueError:  # a success forgot the count in between: this failure starts anew
+            self.cache.add(self._failures_key, 1, timeout=int(self.window))
+            failures = 1
+        if failures < self.failure_threshold:
             return False
         self._open(reason=f"{self.failure_threshold} calls failed")
         return True
@@ -325,8 +272,7 @@ class CircuitBreaker:
         self.cache.set(
             self._state_key, {"opened_at": now, "retry_at": now + self.cool_down}, timeout=None
         )
-        self.cache.delete(self._probe_key)
-        forget_shared_reads()
+        self.cache.delete_many([self._probe_key, self._failures_key])
         CIRCUIT_TRANSITIONS.labels(self.provider, "open").inc()
         log.warning(
             "circuit opened",
@@ -336,8 +282,7 @@ class CircuitBreaker:
     def reset(self) -> None:
         """Close the circuit and forget its failures (tests, or an operator after a fix)."""
         self.cache.delete_many([self._state_key, self._probe_key])
-        self.cache.set(self._generation_key, self._generation() + 1, timeout=None)
-        forget_shared_reads()
+        self._forget_failures(self._read()[1].epoch)
 
 
 def circuit(provider: str) -> CircuitBreaker:
@@ -372,28 +317,18 @@ def guarded(provider: str, side_effect: SideEffect) -> SideEffect:
         if limiter is not None:
             limiter.acquire()
         breaker = circuit(provider)
-        generation, read = breaker.before_call(
-            ctx.idempotency_key, tuple(_EXTRA_KEYS.get(provider, ()))
-        )
-        token = _read_at_call.set(read)
+        admission = breaker.before_call(ctx.idempotency_key)
         try:
             result = side_effect(ctx)
-        except TransientError as exc:
-            if breaker.failed(ctx.idempotency_key):
-                # The provider is down, not this call: run the same attempt again after the
-                # cool-down (its idempotency key makes that safe) instead of spending a retry.
-                raise Deferral(
-                    f"{exc.message} ({provider} circuit opened; waiting for the cool-down)",
-                    delay=breaker.cool_down + random.uniform(0, min(5.0, breaker.cool_down / 2)),
-                    code="circuit_open",
-                ) from exc
+        except TransientError:
+            # The call was made and failed: it spends its attempt like any failure, even when
+            # it opens the circuit (or was the probe that found it still failing).
+            breaker.failed(ctx.idempotency_key, admission)
             raise
         except PermanentError:
-            breaker.succeeded(generation, read)
+            breaker.succeeded(admission)
             raise
-        finally:
-            _read_at_call.reset(token)
-        breaker.succeeded(generation, read)
+        breaker.succeeded(admission)
         return result
 
     return run

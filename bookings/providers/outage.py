@@ -10,21 +10,11 @@ import time
 
 from sagas.errors import TransientError
 
-from .guard import (
-    PROVIDERS,
-    coordination_cache,
-    forget_shared_reads,
-    read_with_each_call,
-    shared,
-)
+from .guard import PROVIDERS, coordination_cache
 
 
 def _key(provider: str) -> str:
     return f"sandbox:outage:{provider}"
-
-
-for _provider in PROVIDERS:  # the flag comes with the breaker's state: no round trip of its own
-    read_with_each_call(_provider, _key(_provider))
 
 
 def take_down(provider: str, seconds: float) -> float:
@@ -33,19 +23,17 @@ def take_down(provider: str, seconds: float) -> float:
         raise ValueError(f"unknown provider {provider!r}; one of {', '.join(PROVIDERS)}")
     until = time.time() + seconds
     coordination_cache().set(_key(provider), until, timeout=max(1, round(seconds)))
-    forget_shared_reads()
     return until
 
 
 def bring_up(provider: str) -> None:
     """End an outage early."""
     coordination_cache().delete(_key(provider))
-    forget_shared_reads()
 
 
 def down_until(provider: str) -> float | None:
     """When the outage of `provider` ends, or None when it is up."""
-    until = shared(_key(provider))
+    until = coordination_cache().get(_key(provider))
     return until if until and until > time.time() else None
 
 

@@ -50,7 +50,7 @@ class SandboxPaymentGateway:
         if record is None:
             return self._again(idempotency_key)
         if flaky:
-            raise TransientError("payment gateway timed out (sandbox tok_flaky)", code="gateway")
+            raise TransientError("payment gateway timed out (sandbox: flaky card)", code="gateway")
         return _result(record)
 
     def _again(self, idempotency_key: str) -> AuthorizationResult:
@@ -70,7 +70,7 @@ class SandboxPaymentGateway:
                 record.authorized_at = timezone.now()
             record.save()
         if transient:
-            raise TransientError("payment gateway timed out (sandbox tok_flaky)", code="gateway")
+            raise TransientError("payment gateway timed out (sandbox: flaky card)", code="gateway")
         return _result(record)
 
     def void(self, *, idempotency_key: str, authorization_ref: str) -> VoidResult:
@@ -98,7 +98,7 @@ class SandboxPaymentGateway:
                 record.void_key = idempotency_key
             record.save()
         if failed:
-            raise TransientError("void failed (sandbox tok_void_fails)", code="gateway")
+            raise TransientError("void refused (sandbox: card whose voids fail)", code="gateway")
         return VoidResult(record.reference, "voided")
 
     def lookup(self, *, idempotency_key: str) -> AuthorizationResult | None:

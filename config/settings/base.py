@@ -232,6 +232,15 @@ def broker_transport_options(broker_url: str, data_dir: Path) -> dict:
 
 
 CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(CELERY_BROKER_URL, DATA_DIR)
+
+
+def broker_transport(broker_url: str) -> str | None:
+    """The embedded broker's transport, by path (config/broker.py: kombu's, written whole);
+    None lets kombu pick the transport from the URL's scheme."""
+    return "config.broker:Transport" if broker_url.startswith("filesystem") else None
+
+
+CELERY_BROKER_TRANSPORT = broker_transport(CELERY_BROKER_URL)
 # Celery's Django fixup closes every database connection before and after each task unless this
 # is set: a new PostgreSQL connection (a forked backend) per task. Keep them; sagas/tasks.py
 # closes only the unusable or expired ones before each task, as Django does per request.
@@ -249,6 +258,10 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-stalled-sagas": {
         "task": "sagas.tasks.sweep",
         "schedule": float(env("SAGA_SWEEP_INTERVAL", "10")),
+    },
+    "purge-expired-idempotency-keys": {
+        "task": "bookings.tasks.purge_expired_idempotency_keys",
+        "schedule": 3600.0,
     },
 }
 
@@ -268,8 +281,9 @@ SAGA_CHAIN_STEPS = env_bool("SAGA_CHAIN_STEPS", True)
 # PostgreSQL: record a successful action in one statement, no lock (sagas/optimistic.py), and
 # take the locked path only on a conflict. Off: every outcome takes the locked path.
 SAGA_ONE_STATEMENT_RECORD = env_bool("SAGA_ONE_STATEMENT_RECORD", True)
-# Fault injection for the fault suite, never set in production: {"pause_after_action": {...}}.
-SAGA_FAULTS = env_json("SAGA_FAULTS", {})
+# Engine plug-ins (sagas/plugins.py): dotted paths of EnginePlugin subclasses. None here; the
+# test settings install the fault suite's injection.
+SAGA_ENGINE_PLUGINS: list[str] = []
 
 # --- Providers ----------------------------------------------------------------------------
 BOOKING_PROVIDERS = {
@@ -309,21 +323,18 @@ CELERY_TASK_QUEUES = celery_queues(CELERY_TASK_DEFAULT_QUEUE, BOOKING_QUEUES)
 BOOKING_PROVIDER_RATE_LIMITS = env_json("BOOKING_PROVIDER_RATE_LIMITS", {})
 # Circuit breakers, one per provider, their state shared by all workers (coordination cache):
 # `failure_threshold` transient failures from that many different calls (idempotency keys) with
-# no success in between, within `window` seconds, open the circuit; its steps then wait
-# `cool_down` seconds without spending retries; one half-open probe closes it again.
+# no success in between, within `window` seconds, open the circuit; calls not made while it is
+# open wait `cool_down` seconds without spending retries (at most a step's `max_wait` in all);
+# one half-open probe closes it again, or, failing, spends its attempt and opens it again.
 # Per-provider overrides: BOOKING_CIRCUIT_BREAKERS='{"payments": {"cool_down": 60}}'.
 BOOKING_CIRCUIT_BREAKER_DEFAULTS = {"failure_threshold": 5, "window": 60, "cool_down": 15}
 BOOKING_CIRCUIT_BREAKERS = env_json("BOOKING_CIRCUIT_BREAKERS", {})
-# A worker reads every provider's circuit state (and the sandbox outage flags) in one round trip
-# and answers its guarded calls from that read for this many seconds; a circuit opened by
-# another process is seen at most this late. 0: one round trip per call.
-BOOKING_GUARD_READ_MAX_AGE = float(env("BOOKING_GUARD_READ_MAX_AGE", "0.1"))
 # Every process of a deployment must see the same circuit state, rate-limit counters and sandbox
 # outage flags: Redis in production (COORDINATION_CACHE_URL, else CACHE_URL); on one machine
 # without Redis (`make run`), a file cache under DATA_DIR that all local processes share.
 COORDINATION_CACHE_URL = env("COORDINATION_CACHE_URL", os.environ.get("CACHE_URL", ""))
 COORDINATION_CACHE = (
-    {"BACKEND": "config.cache.ReusingRedisCache", "LOCATION": COORDINATION_CACHE_URL}
+    {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": COORDINATION_CACHE_URL}
     if COORDINATION_CACHE_URL.startswith(("redis://", "rediss://", "unix://"))
     else {
         "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
@@ -348,7 +359,7 @@ HEALTH_WORKER_PING_TIMEOUT = float(env("HEALTH_WORKER_PING_TIMEOUT", "1"))
 # in production. Without it each process keeps its own local memory (fine for `make run`).
 def cache_from_env(url: str) -> dict:
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return {"BACKEND": "config.cache.ReusingRedisCache", "LOCATION": url}
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
     if url.startswith("db://"):
         # needs `manage.py createcachetable`
         return {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": url[5:]}
@@ -363,11 +374,14 @@ CACHES = {"default": cache_from_env(env("CACHE_URL", ""))}
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: its WWW-Authenticate header makes anonymous requests a 401, not a 403.
-        "rest_framework.authentication.TokenAuthentication",
+        # Failed token checks are counted per client address and refused with 429 past
+        # the "failed_authentication" rate, before the database lookup.
+        "bookings.api.authentication.ThrottledTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON whose nesting exhausts the parser's recursion is a 400, not a RecursionError.
+    "DEFAULT_PARSER_CLASSES": ["bookings.api.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_THROTTLE_CLASSES": [
         "bookings.api.throttling.ClientRateThrottle",
@@ -376,7 +390,14 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "client": env("API_THROTTLE_CLIENT", "300/minute"),
         "anonymous": env("API_THROTTLE_ANONYMOUS", "60/minute"),
+        "failed_authentication": env("API_THROTTLE_FAILED_AUTHENTICATION", "20/minute"),
     },
+    # How many proxies in front of the web processes append to X-Forwarded-For: the client
+    # address the throttles count is the one the outermost of them saw. 0 (`make run`, no
+    # proxy): the connection's address, and a header the client writes counts for nothing.
+    # Behind one load balancer: 1. Never leave it unset (None): DRF would then trust the whole
+    # header, which the client chooses.
+    "NUM_PROXIES": env_int("API_NUM_PROXIES", 0),
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "bookings.api.pagination.BookingPagination",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -399,6 +420,12 @@ SPECTACULAR_SETTINGS = {
         "PaymentStatusEnum": "bookings.models.Booking.PaymentStatus",
     },
 }
+# The booking horizon (bookings.services): the furthest check-in accepted, in days from today
+# (a card hold cannot wait years for its stay), and the longest stay, in nights.
+BOOKING_MAX_DAYS_AHEAD = env_int("BOOKING_MAX_DAYS_AHEAD", 730)
+BOOKING_MAX_NIGHTS = env_int("BOOKING_MAX_NIGHTS", 30)
+# seed_demo creates a superuser and an API client: only settings that say so allow it (local).
+DEMO_DATA_ALLOWED = False
 # Idempotency-Key records are kept this long (seconds); a key reused later starts afresh.
 API_IDEMPOTENCY_TTL = env_int("API_IDEMPOTENCY_TTL", 24 * 3600)
 # The longest `Prefer: wait=<seconds>` honoured (RFC 7240); longer requests are cut to this.

@@ -35,6 +35,14 @@ SAGA_STEP_SETTINGS = {
     "booking.send_email": {**_fast, "max_attempts": 3, "timeout": 5},
     "booking.send_email.compensation": {**_fast, "max_attempts": 3, "timeout": 5},
 }
+# A test may change a step's policy in its worker processes too: SAGA_STEP_SETTINGS_OVERRIDES
+# (JSON, same keys) is merged over the fields above.
+for _key, _fields in env_json("SAGA_STEP_SETTINGS_OVERRIDES", {}).items():
+    SAGA_STEP_SETTINGS[_key] = {**SAGA_STEP_SETTINGS.get(_key, {}), **_fields}
+# The fault suite's injection (tests/faults/injection.py), driven by SAGA_FAULTS (JSON), which
+# the tests set in the environment of the workers they start.
+SAGA_ENGINE_PLUGINS = ["tests.faults.injection.FaultInjection"]
+SAGA_FAULTS = env_json("SAGA_FAULTS", {})
 # Readable lines unless a test asks for the production format (LOG_FORMAT=json).
 LOGGING = logging_config(env("LOG_LEVEL", "WARNING"), json=env("LOG_FORMAT", "console") == "json")
 # Every provider's steps on this run's queue, so a worker started on it runs whole sagas; a test

@@ -21,7 +21,7 @@ def test_booking_page_shows_every_attempt_of_every_step_and_compensation(operato
     assert rows.filter(direction="compensation").count() == 3  # the void, tried three times
     assert html.count('<tr class="compensation">') == 3
     assert html.count('<tr class="action">') == rows.filter(direction="action").count()
-    assert "void failed (sandbox tok_void_fails)" in html
+    assert "void refused (sandbox: card whose voids fail)" in html
     assert "no room available on the requested nights" in html
     assert "ms</td>" in html  # durations
     assert "Saga timeline (6 attempts)" in html

@@ -281,6 +281,18 @@ def test_the_timeline_explains_failures_without_internals(alice, garden):
     assert step["error_code"] == "fraud_rejected"
 
 
+def test_the_timeline_never_promises_a_retry_for_an_attempt_that_gave_up(alice, garden):
+    booking = book(garden, owner=alice.user, email="bounce@example.com")
+    drive(booking.saga_id)
+    body = alice.get(f"{BOOKINGS}{booking.pk}/").json()
+    assert body["state"] == "requires_attention"
+    emails = [s for s in body["timeline"] if s["name"] == "send_email"]
+    assert [s["status"] for s in emails] == ["retrying", "retrying", "failed"]
+    assert all("retried automatically" in s["error"] for s in emails[:-1])
+    last = emails[-1]["error"]
+    assert "retried automatically" not in last and "gave up" in last
+
+
 def test_another_clients_booking_is_not_found(alice, bob, garden):
     theirs = book(garden, owner=bob.user)
     assert_error(alice.get(f"{BOOKINGS}{theirs.pk}/"), 404, "not_found")

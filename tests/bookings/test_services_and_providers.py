@@ -15,9 +15,9 @@ from bookings.providers.inventory import SandboxInventory
 from bookings.providers.models import InventoryReservation, PaymentAuthorization
 from bookings.providers.payments import SandboxPaymentGateway
 from bookings.services import booking_create
-from sagas import engine
 from sagas.errors import TransientError
 from sagas.models import Saga
+from tests.faults.injection import messages_lost
 
 from ..conftest import ON_POSTGRES, postgres_only
 from ..factories import ResourceFactory, stay
@@ -252,7 +252,7 @@ def test_a_reservation_in_progress_does_not_hold_up_new_bookings_of_its_resource
 
     def new_booking() -> None:
         try:
-            with engine.messages_lost():
+            with messages_lost():
                 book(room)
             created.append(True)
         finally:

@@ -11,8 +11,8 @@ from playwright.sync_api import expect
 
 from bookings.models import Booking
 from bookings.providers.models import PaymentAuthorization
-from sagas import engine
 from sagas.models import SagaEvent, SagaStep
+from tests.faults.injection import messages_lost
 
 from ..factories import ResourceFactory
 from ..helpers import book, drive, wait_for
@@ -28,7 +28,7 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 def _history(room, sold_out) -> None:
     """A few bookings that went every way, run in this process (their messages dropped so that
     no worker races the synchronous run)."""
-    with engine.messages_lost():
+    with messages_lost():
         made = [
             book(room, email="ada@example.com"),
             book(room, email="grace@example.com", token="tok_flaky"),

@@ -48,8 +48,9 @@ def test_find_stuck_sagas_explains_each_kind_of_stuck(room, void_parked, email_p
     assert "send_email failed after 3 attempts" in found[email_parked.reference]["detail"]
     assert found[lost.reference]["reason"] == "message_lost"
     assert found[lost.reference]["step"] == "fraud_check"
-    assert found[flaky.reference]["reason"] == "waiting_for_retry"
-    assert found[flaky.reference]["attempt"] == 2
+    # Waiting for its retry, it moves on by itself: not stuck (the one definition of stuck,
+    # which check_consistency uses too).
+    assert flaky.reference not in found
 
     text = run("find_stuck_sagas")
     assert f"{void_parked.reference}  requires_attention" in text
@@ -57,7 +58,7 @@ def test_find_stuck_sagas_explains_each_kind_of_stuck(room, void_parked, email_p
     fix = f"fix: when the provider is back: manage.py retry_booking {void_parked.reference}"
     assert fix in text
     assert "why: message lost (message_lost)" in text
-    assert "4 stuck saga(s)" in text
+    assert "3 stuck saga(s)" in text
     only = json.loads(run("find_stuck_sagas", json=True, reason="message_lost"))
     assert [s["reference"] for s in only] == [lost.reference]
 

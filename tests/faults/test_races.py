@@ -12,6 +12,7 @@ from bookings.providers.models import EmailRecord, PaymentAuthorization
 from bookings.services import booking_cancel
 from sagas import engine, recovery
 from sagas.models import SagaStep
+from tests.faults.injection import messages_lost
 
 from ..factories import ResourceFactory
 from ..helpers import (
@@ -107,7 +108,7 @@ def test_a_void_that_never_succeeds_parks_the_booking_with_the_hold_on_record(st
 @override_settings(SAGA_MAX_DISPATCHES=3)
 def test_a_poison_message_is_bounded_parks_its_saga_and_the_queue_keeps_moving(start_worker):
     room = ResourceFactory(code="garden-room", capacity=10)
-    with engine.messages_lost():
+    with messages_lost():
         poison = book(room, email="poison@example.com")
     # Every delivery of this booking's fraud check kills the pool process running it.
     start_worker(

@@ -16,8 +16,9 @@ from bookings.providers.models import (
     InventoryReservation,
     PaymentAuthorization,
 )
-from sagas import engine, recovery
+from sagas import recovery
 from sagas.models import SagaStep
+from tests.faults.injection import messages_lost
 
 from ..factories import ResourceFactory
 from ..helpers import (
@@ -83,7 +84,7 @@ def test_crash_between_provider_call_and_commit_is_replayed_not_repeated(start_w
 def test_messages_lost_after_commit_are_sent_again_by_the_sweeper(start_worker):
     start_worker("w")
     room = ResourceFactory(code="garden-room")
-    with engine.messages_lost():
+    with messages_lost():
         bookings = [book(room, email=f"g{i}@example.com") for i in range(3)]
     assert all(reload(b).state == "fraud_check" for b in bookings)
     assert not FraudScreeningRecord.objects.exists()  # nothing ran: the messages are gone

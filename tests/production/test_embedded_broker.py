@@ -10,15 +10,18 @@ from kombu import Connection
 from kombu.transport import filesystem
 
 from config import broker
+from config.settings.base import broker_transport
 
 QUEUE = "embedded-test"
 
 
-def connect(tmp_path, transport: str = "filesystem://") -> Connection:
+def connect(tmp_path, transport: str | None = None) -> Connection:
+    """A connection as the app makes one: the URL and the transport the settings name."""
     folder = tmp_path / "queue"
     folder.mkdir(parents=True, exist_ok=True)
     return Connection(
-        transport,
+        "filesystem://",
+        transport=transport or broker_transport("filesystem://"),
         transport_options={
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),

@@ -8,7 +8,7 @@ import time
 import pytest
 from django.core.management import call_command
 
-from bookings.providers import guard, outage
+from bookings.providers import outage
 from bookings.providers.guard import (
     CircuitBreaker,
     RateLimiter,
@@ -83,20 +83,59 @@ def test_a_failed_probe_opens_the_circuit_for_another_cool_down():
     assert b.status().state == "open"
 
 
-def test_guarded_step_turns_the_failure_that_opens_the_circuit_into_a_deferral(settings):
+def test_guarded_step_spends_the_failure_that_opens_the_circuit_and_defers_the_next(settings):
     settings.BOOKING_CIRCUIT_BREAKERS = {"payments": {"failure_threshold": 2, "cool_down": 5}}
 
     def failing(_ctx: StepContext) -> dict:
         raise TransientError("gateway timeout", code="gateway")
 
     step = guarded("payments", failing)
-    with pytest.raises(TransientError) as first:
-        step(ctx("k1"))
-    assert not isinstance(first.value, Deferral)
-    with pytest.raises(Deferral) as second:
-        step(ctx("k2"))
-    assert second.value.code == "circuit_open"
+    for key in ("k1", "k2"):  # both calls were made: both failures are spent as such
+        with pytest.raises(TransientError) as failed:
+            step(ctx(key))
+        assert not isinstance(failed.value, Deferral)
     assert [s.state for s in circuit_states() if s.provider == "payments"] == ["open"]
+    with pytest.raises(Deferral) as deferred:  # not made: deferred without spending a retry
+        step(ctx("k3"))
+    assert deferred.value.code == "circuit_open"
+
+
+def test_a_failed_probe_spends_its_attempt_and_opens_the_circuit_again(settings):
+    settings.BOOKING_CIRCUIT_BREAKERS = {"payments": {"failure_threshold": 1, "cool_down": 0.2}}
+
+    def failing(_ctx: StepContext) -> dict:
+        raise TransientError("void refused", code="gateway")
+
+    step = guarded("payments", failing)
+    with pytest.raises(TransientError):
+        step(ctx("k1"))
+    time.sleep(0.3)
+    with pytest.raises(TransientError) as probe:  # the probe was made and failed
+        step(ctx("k2"))
+    assert not isinstance(probe.value, Deferral)
+    assert circuit("payments").status().state == "open"
+
+
+def test_a_call_that_already_failed_leaves_the_probe_to_others_for_one_cool_down():
+    b = breaker(failure_threshold=2, cool_down=0.3)
+    b.failed("bad-1")
+    assert b.failed("bad-2") is True
+    time.sleep(0.35)
+    with pytest.raises(Deferral):  # half-open, but this call failed since the last success
+        b.before_call("bad-1")
+    assert b.before_call("healthy").probe  # a call with no failure behind it probes
+    b.succeeded()
+    assert b.status().state == "closed"
+
+
+def test_with_no_other_call_around_a_failed_call_probes_after_one_more_cool_down():
+    b = breaker(failure_threshold=1, cool_down=0.3)
+    assert b.failed("bad") is True
+    time.sleep(0.35)
+    with pytest.raises(Deferral):
+        b.before_call("bad")
+    time.sleep(0.3)
+    assert b.before_call("bad").probe
 
 
 def test_guarded_step_counts_a_permanent_error_as_an_answer_of_the_provider(settings):
@@ -181,66 +220,13 @@ def count_round_trips(monkeypatch) -> list[str]:
     return calls
 
 
-def sandbox_call_to(provider: str):
-    def sandbox_call(_ctx: StepContext) -> dict:
-        outage.raise_if_down(provider)  # the sandbox's own check, read with the breaker's state
-        return {"ok": True}
-
-    return guarded(provider, sandbox_call)
-
-
-def test_calls_to_every_provider_share_one_round_trip_per_read_interval(monkeypatch, settings):
-    settings.BOOKING_GUARD_READ_MAX_AGE = 2.0  # room for a busy machine between the calls
-    providers = ("fraud", "payments", "inventory", "email")
-    for provider in providers:
-        circuit(provider).reset()
-    steps = [sandbox_call_to(provider) for provider in providers]
-    for step in steps:
-        step(ctx("warm-up"))  # each provider's failure generation learnt
-    calls = count_round_trips(monkeypatch)
-    guard.forget_shared_reads()
-    for _ in range(3):
-        for step in steps:
-            assert step(ctx("k1")) == {"ok": True}
-    assert calls == ["get_many"]  # twelve calls, four providers, outage flags included
-    time.sleep(2.05)
-    steps[1](ctx("k2"))
-    assert calls == ["get_many", "get_many"]  # the read grew old: read again, once
-
-
-def test_with_no_read_interval_each_call_reads_its_provider_once(monkeypatch, settings):
-    settings.BOOKING_GUARD_READ_MAX_AGE = 0
-    step = sandbox_call_to("fraud")
-    step(ctx("warm-up"))
+def test_a_successful_call_costs_one_read_of_the_shared_cache_and_no_write(monkeypatch):
+    circuit("fraud").reset()
+    step = guarded("fraud", lambda _ctx: {"ok": True})
     calls = count_round_trips(monkeypatch)
     for key in ("k1", "k2", "k3"):
         assert step(ctx(key)) == {"ok": True}
     assert calls == ["get_many"] * 3
-
-
-def test_a_circuit_another_process_opened_is_seen_once_the_read_is_older_than_the_interval(
-    settings,
-):
-    settings.BOOKING_GUARD_READ_MAX_AGE = 1.0
-    circuit("payments").reset()
-    step = sandbox_call_to("payments")
-    step(ctx("warm-up"))  # the failure generation learnt
-    assert step(ctx("k1")) == {"ok": True}
-    # Another process opens the circuit: written straight into the shared cache, as its
-    # CircuitBreaker._open does, without this process knowing.
-    now = time.time()
-    coordination_cache().set(
-        "circuit:payments:state", {"opened_at": now, "retry_at": now + 30}, timeout=None
-    )
-    try:
-        assert step(ctx("k2")) == {"ok": True}  # this process's read is still young
-        time.sleep(1.05)
-        with pytest.raises(Deferral) as deferred:
-            step(ctx("k3"))
-        assert deferred.value.code == "circuit_open"
-    finally:
-        circuit("payments").reset()
-    assert step(ctx("k4")) == {"ok": True}  # this process reset it: seen at once
 
 
 def test_an_outage_flag_set_before_the_call_is_seen_by_it():
@@ -278,9 +264,10 @@ def test_a_success_forgets_the_failures_read_with_the_state(settings):
             step(ctx(key))
     step(ctx("k3"))  # the success: the two failures are forgotten
     assert circuit("payments").status().failures == 0
-    for key in ("k4", "k5"):
+    for key in ("k4", "k5", "k6"):  # the third failure since the success opens it
         with pytest.raises(TransientError) as failed:
             step(ctx(key))
         assert not isinstance(failed.value, Deferral)
-    with pytest.raises(Deferral):  # the third failure since the success opens it
-        step(ctx("k6"))
+    assert circuit("payments").status().is_open
+    with pytest.raises(Deferral):
+        step(ctx("k7"))

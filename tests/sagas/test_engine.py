@@ -13,6 +13,7 @@ from django.utils import timezone
 from sagas import engine, recovery
 from sagas.errors import SagaStateError
 from sagas.models import Saga, SagaEvent, SagaStep
+from tests.faults.injection import messages_lost
 
 from ..conftest import postgres_only
 from ..helpers import drive, scheduled
@@ -307,7 +308,7 @@ def test_only_one_attempt_of_a_saga_can_be_scheduled():
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_outcomes_for_one_attempt_have_one_winner():
     toy.reset()
-    with engine.messages_lost():
+    with messages_lost():
         saga = engine.start(saga_type="toy", target_id="t-2", payload={})
     row = scheduled(saga.pk)
     now = timezone.now()
@@ -321,7 +322,7 @@ def test_concurrent_outcomes_for_one_attempt_have_one_winner():
         finally:
             connection.close()
 
-    with engine.messages_lost():
+    with messages_lost():
         threads = [threading.Thread(target=racer) for _ in range(6)]
         for t in threads:
             t.start()
@@ -334,3 +335,19 @@ def test_concurrent_outcomes_for_one_attempt_have_one_winner():
 def test_unknown_saga_type_is_refused():
     with pytest.raises(LookupError):
         engine.start(saga_type="nope", target_id=str(uuid.uuid4()), payload={})
+
+
+def test_step_settings_that_name_no_step_fail_the_system_checks(settings):
+    from sagas.checks import check_step_settings
+
+    settings.SAGA_STEP_SETTINGS = {
+        "booking.preauthorize": {"max_attempts": 2},
+        "booking.preauthorise": {"max_attempts": 2},
+        "booking.fraud_check.compensation": {},
+        "booking.confirm": {"max_atempts": 3},
+    }
+    messages = [e.msg for e in check_step_settings()]
+    assert len(messages) == 3, messages
+    assert "no saga 'booking' with a step 'preauthorise'" in messages[0]
+    assert "has no compensation" in messages[1]
+    assert "unknown fields ['max_atempts']" in messages[2]

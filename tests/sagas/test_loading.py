@@ -11,6 +11,7 @@ from bookings.models import Booking
 from sagas import engine
 from sagas.loading import attempt_with_saga
 from sagas.models import Saga, SagaStep
+from tests.faults.injection import messages_lost
 
 from ..helpers import book, scheduled
 
@@ -27,7 +28,7 @@ def _orm(pk: int) -> SagaStep:
 
 @pytest.mark.parametrize("token", ["tok_visa", "tok_declined"])
 def test_it_reads_what_select_related_reads_in_one_query(resource, token):
-    with engine.messages_lost():
+    with messages_lost():
         booking = book(resource, token=token)
     for _ in range(2):  # results, decimals, dates and JSON filled in
         engine.execute(scheduled(booking.saga_id).pk)

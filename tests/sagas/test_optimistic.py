@@ -21,6 +21,7 @@ from bookings.saga import BOOKING_SAGA
 from bookings.services import booking_cancel
 from sagas import engine
 from sagas.models import Saga, SagaStep
+from tests.faults.injection import messages_lost
 
 from ..conftest import postgres_only
 from ..helpers import assert_invariants, book, reload, scheduled
@@ -34,7 +35,7 @@ def chain_queues() -> frozenset[str]:
 
 
 def booked(resource) -> Booking:
-    with engine.messages_lost():
+    with messages_lost():
         return book(resource)
 
 
@@ -99,7 +100,7 @@ def test_switched_off_every_outcome_takes_the_locked_path(resource, settings):
 def test_a_cancel_that_lands_between_read_and_write_is_honoured(resource):
     booking = booked(resource)
     row = stale_copy(booking)  # the worker read the attempt, then called the provider...
-    with engine.messages_lost():
+    with messages_lost():
         assert booking_cancel(booking=booking, actor="guest") == "requested"  # ...meanwhile
         assert record(row, success()) == "succeeded"
     booking = reload(booking)
@@ -114,7 +115,7 @@ def test_a_cancel_that_lands_between_read_and_write_is_honoured(resource):
 def test_a_second_copy_of_the_attempt_changes_nothing(resource):
     booking = booked(resource)
     first, second = stale_copy(booking), stale_copy(booking)
-    with engine.messages_lost():
+    with messages_lost():
         assert record(first, success()) == "succeeded"
         version = Saga.objects.get(pk=booking.saga_id).version
         assert record(second, success({"decision": "approved", "screening_ref": "other"})) == (
@@ -134,7 +135,7 @@ def test_the_statement_writes_all_or_nothing(resource):
     # The attempt stops being scheduled behind the engine's back, the saga's version unchanged:
     # the saga part of the statement would succeed, the attempt part cannot.
     SagaStep.objects.filter(pk=row.pk).update(status=SagaStep.Status.SKIPPED)
-    with engine.messages_lost():
+    with messages_lost():
         assert record(row, success()) == "duplicate"
     saga = Saga.objects.get(pk=booking.saga_id)
     assert (saga.version, saga.results, saga.current_step) == (
@@ -154,7 +155,7 @@ def test_a_booking_written_meanwhile_is_not_overwritten(resource, caplog):
     Booking.objects.filter(pk=booking.pk).update(
         guest_name="Changed Meanwhile", updated_at=timezone.now()
     )
-    with caplog.at_level(logging.INFO, logger="sagas.engine"), engine.messages_lost():
+    with caplog.at_level(logging.INFO, logger="sagas.engine"), messages_lost():
         label = engine.record(row.pk, row.saga_id, success(), row=row, target=target)
     assert label == "succeeded"
     assert "changed meanwhile" in caplog.text
@@ -177,7 +178,7 @@ def test_racing_copies_of_one_attempt_have_one_winner(resource):
         finally:
             connection.close()
 
-    with engine.messages_lost():
+    with messages_lost():
         threads = [threading.Thread(target=racer, args=(row,)) for row in copies]
         for t in threads:
             t.start()
@@ -195,7 +196,7 @@ def test_inside_a_transaction_the_locked_path_is_taken(resource):
 
     booking = booked(resource)
     row = stale_copy(booking)
-    with transaction.atomic(), engine.messages_lost(), CaptureQueriesContext(connection) as q:
+    with transaction.atomic(), messages_lost(), CaptureQueriesContext(connection) as q:
         assert record(row, success()) == "succeeded"
     assert any(locks_saga_or_booking(x["sql"]) for x in q.captured_queries)
     assert reload(booking).state == "preauthorizing"
@@ -213,17 +214,17 @@ def _columns(obj, skip: set[str]) -> dict:
 
 
 def sent(caplog) -> list[int]:
-    """The attempts whose message engine.messages_lost() dropped, that is, sent."""
+    """The attempts whose message messages_lost() dropped, that is, sent."""
     return [r.args[0] for r in caplog.records if r.getMessage().endswith(" dropped")]
 
 
 def test_a_booking_starts_in_one_statement_with_the_same_rows_as_the_transaction(resource, caplog):
     caplog.set_level(logging.WARNING, logger="sagas.engine")
-    with CaptureQueriesContext(connection) as q, engine.messages_lost():
+    with CaptureQueriesContext(connection) as q, messages_lost():
         fast = book(resource, email="one@example.com")
     writes = [x["sql"] for x in q.captured_queries if not x["sql"].startswith("SELECT")]
     assert len(writes) == 1 and writes[0].startswith("WITH new0 AS (INSERT INTO")
-    with engine.messages_lost(), transaction.atomic():  # the other path: one INSERT per row
+    with messages_lost(), transaction.atomic():  # the other path: one INSERT per row
         slow = book(resource, email="one@example.com")
     first_fast, first_slow = scheduled(fast.saga_id), scheduled(slow.saga_id)
     assert sent(caplog) == [first_fast.pk, first_slow.pk]  # each sent once, once written
@@ -260,7 +261,7 @@ def test_a_start_that_cannot_insert_its_booking_writes_nothing_and_sends_nothing
         reference=taken.reference,
         saga_id=uuid.uuid4(),
     )
-    with pytest.raises(IntegrityError), engine.messages_lost():
+    with pytest.raises(IntegrityError), messages_lost():
         engine.start(
             saga_type="booking",
             target_id=str(clash.pk),

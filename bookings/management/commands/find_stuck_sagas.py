@@ -8,8 +8,9 @@ from bookings import selectors
 class Command(BaseCommand):
     help = (
         "List the bookings whose saga is not moving on by itself, oldest first, and say why for "
-        "each: waiting for a retry, worker lost or lease expired, message lost, compensation "
-        "failed, waiting for an operator; with the command that fixes it. Changes nothing."
+        "each: worker lost or lease expired, message lost, compensation failed, waiting for an "
+        "operator; with the command that fixes it. A booking waiting for a retry moves on by "
+        "itself and is not listed. Changes nothing."
     )
 
     def add_arguments(self, parser) -> None:
