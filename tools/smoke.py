@@ -4,7 +4,7 @@ For each backend (sqlite: SQLite + the filesystem broker; redis: PostgreSQL + Re
 rabbitmq: PostgreSQL + RabbitMQ), on a fresh `git clone` of this repository's HEAD:
 
 1. `make run` in the background (its own process group, like a terminal), on a free port;
-2. wait until it serves;
+2. wait until it serves, on 127.0.0.1 only (HOST is not given);
 3. run the exact curl line the banner printed (it asks `Prefer: wait`), and poll the booking
    until it is `completed`;
 4. send concurrent creates (50 by default) and fail on any 5xx or broken connection, then wait
@@ -343,6 +343,10 @@ def smoke(name: str, clone: Path, port: int, clients: int, per_client: int) -> s
     try:
         serving = wait_until_serving(base, proc, log_path)
         log(f"{name}: serving after {serving:.1f} s")
+        sockets = run("ss", "-Hltn", f"sport = :{port}").stdout.splitlines()
+        local = {line.split()[3] for line in sockets if line.strip()}
+        if local != {f"127.0.0.1:{port}"}:
+            raise SmokeFailure(f"{name}: listening on {sorted(local)}, not 127.0.0.1 only")
         booking_id, token = run_banner_curl(banner_curl(log_path.read_text()), base, log_path)
         wait_for_states(base, token, [booking_id], {"completed"}, timeout=120)
         log(f"{name}: the banner's booking {booking_id} completed")
