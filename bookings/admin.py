@@ -1,10 +1,15 @@
 """The operator console: bookings list, booking page with its saga timeline, operator actions
-(per booking and in bulk), django-fsm-2 transition buttons and the operations dashboard.
+(per booking and in bulk), FSM transition buttons and the operations dashboard.
 
 Every change an operator makes goes through bookings.services (the same code the API and the
 commands call), which takes the saga and booking locks, re-checks the state the operator saw
 (`expected_state`) and writes the SagaEvent audit row; this module adds Django's admin LogEntry.
-Booking fields are never edited by hand here."""
+Booking fields are never edited by hand here.
+
+Every page that shows or changes one booking asks for the booking's view permission and the
+action's own permission; an action or transition name the console does not offer is a 404.
+django-fsm-2's FSMAdminMixin is not used: its transition view checks no admin permission, and
+its hooks for filtering the buttons and routing a transition through a service are private."""
 
 from __future__ import annotations
 
@@ -16,14 +21,13 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
-from django_fsm.admin import FSMAdminMixin
 
 from sagas import admin as sagas_admin
 from webhooks import admin as webhooks_admin
@@ -143,16 +147,17 @@ OPERATOR_ACTIONS: dict[str, OperatorAction] = {
     )
 }
 
-# FSM transitions offered as django-fsm-2 transition buttons, and the operator action each one
-# runs. The other transitions belong to the saga engine: fired by hand they would move the
-# booking without its saga (no compensation scheduled, no step run), so they stay hidden.
+# FSM transitions offered as transition buttons on the booking page, and the operator action
+# each one runs (through its service, never the bare transition). The other transitions belong
+# to the saga engine: fired by hand they would move the booking without its saga (no
+# compensation scheduled, no step run), so they are neither shown nor reachable.
 FSM_ROUTES = {"begin_compensation": "compensate"}
 
 
 class OperatorActionForm(forms.ModelForm):
     """The reason an operator must give, and the state the operator saw (sent back so that the
-    service can refuse if the booking moved meanwhile). A ModelForm only so that django-fsm-2's
-    transition view can build it with the booking; it saves no field."""
+    service can refuse if the booking moved meanwhile). A ModelForm for the booking it is about
+    (the compensation plan is read from it); it saves no field."""
 
     action_name = ""
     reason = forms.CharField(
@@ -240,12 +245,9 @@ def state_badge(state: str, stuck: bool = False) -> str:
 
 
 @admin.register(Booking)
-class BookingAdmin(FSMAdminMixin, admin.ModelAdmin):
-    fsm_fields = ["state"]
-    fsm_forms = {transition: FORMS[action] for transition, action in FSM_ROUTES.items()}
-    fsm_transition_form_template = "admin/bookings/booking/operate.html"
-    # Ours extends django-fsm-2's change form (which the mixin would otherwise use directly).
+class BookingAdmin(admin.ModelAdmin):
     change_form_template = "admin/bookings/booking/change_form.html"
+    operate_template = "admin/bookings/booking/operate.html"
 
     list_display = (
         "reference",
@@ -372,44 +374,31 @@ class BookingAdmin(FSMAdminMixin, admin.ModelAdmin):
         url = reverse("admin:sagas_saga_change", args=[obj.saga_id])
         return format_html('<a href="{}">{}</a>', url, obj.saga_id)
 
-    # --- django-fsm-2 transition buttons ---
+    # --- transition buttons ---
 
-    def is_fsm_transition_visible(self, transition) -> bool:
-        return super().is_fsm_transition_visible(transition) and transition.name in FSM_ROUTES
-
-    def get_fsm_label(self, transition) -> str:
-        return OPERATOR_ACTIONS[FSM_ROUTES[transition.name]].label
-
-    def get_help_text(self, transition) -> str | None:
-        return OPERATOR_ACTIONS[FSM_ROUTES[transition.name]].explanation
-
-    def _get_fsm_extra_context(self, *, request, obj):
-        # django-fsm-2 offers what the FSM allows; keep only what this operator may run and what
-        # applies to this booking now.
-        for block in super()._get_fsm_extra_context(request=request, obj=obj):
-            block.available_transitions = [
-                t
-                for t in block.available_transitions
-                if self._offered(request, obj, OPERATOR_ACTIONS[FSM_ROUTES[t.name]])
-            ]
-            if block.available_transitions:
-                yield block
-
-    def _apply_fsm_transition(self, *, obj, transition_name, request, kwargs=None) -> bool:
-        """Run the operator action behind a transition button through its service, never the
-        bare transition. Returns True (back to the booking page) once the service has answered,
-        done or refused, with a message saying which."""
-        action_name = FSM_ROUTES.get(transition_name)
-        if action_name is None:
-            self.message_user(
-                request, f"{transition_name} is not fired by hand.", level=messages.ERROR
-            )
-            return False
-        kwargs = kwargs or {}
-        self._perform(
-            request, obj, OPERATOR_ACTIONS[action_name], kwargs["reason"], kwargs["expected_state"]
-        )
-        return True
+    def transition_buttons(self, request: HttpRequest, booking: Booking) -> list[dict[str, str]]:
+        """The FSM transitions this operator may fire on this booking now: those the FSM allows
+        from its state, under its conditions, for this user (django-fsm-2's public
+        get_available_user_<field>_transitions), that the console routes to an operator action
+        the operator holds the permission for and that applies to the booking."""
+        buttons = []
+        for transition in booking.get_available_user_state_transitions(request.user):
+            action_name = FSM_ROUTES.get(transition.name)
+            if action_name is None:
+                continue
+            action = OPERATOR_ACTIONS[action_name]
+            if self._offered(request, booking, action):
+                buttons.append(
+                    {
+                        "name": transition.name,
+                        "label": action.label,
+                        "help": action.explanation,
+                        "url": reverse(
+                            "admin:bookings_booking_transition", args=[booking.pk, transition.name]
+                        ),
+                    }
+                )
+        return buttons
 
     # --- running an action ---
 
@@ -443,11 +432,17 @@ class BookingAdmin(FSMAdminMixin, admin.ModelAdmin):
         return True
 
     def operate_view(self, request: HttpRequest, object_id: str, action: str) -> HttpResponse:
-        """One booking, one action: a page that says what will happen and asks for a reason."""
+        """One booking, one action: a page that says what will happen (for a compensation, the
+        plan: keys and provider references) and asks for a reason. It needs the booking's view
+        permission and the action's own; an unknown action or booking is a 404."""
         operator_action = OPERATOR_ACTIONS.get(action)
+        if operator_action is None:
+            raise Http404(f"No operator action {action!r}.")
         booking = self.get_object(request, object_id)
-        if operator_action is None or booking is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if booking is None:
+            raise Http404("No such booking.")
+        if not self.has_view_permission(request, booking):
+            raise PermissionDenied
         if not request.user.has_perm(operator_action.perm):
             raise PermissionDenied
         form = FORMS[action](request.POST or None, instance=booking)
@@ -471,7 +466,18 @@ class BookingAdmin(FSMAdminMixin, admin.ModelAdmin):
             "transition_form": form,
             "title": f"{operator_action.label}: {booking.reference}",
         }
-        return TemplateResponse(request, self.fsm_transition_form_template, context)
+        return TemplateResponse(request, self.operate_template, context)
+
+    def transition_view(
+        self, request: HttpRequest, object_id: str, transition_name: str
+    ) -> HttpResponse:
+        """A transition button: the operator action the transition is routed to, with the same
+        permissions. A transition the console does not offer (the engine's own, or a name that
+        is no transition at all) is a 404."""
+        action = FSM_ROUTES.get(transition_name)
+        if action is None:
+            raise Http404(f"No transition {transition_name!r} is fired from the admin.")
+        return self.operate_view(request, object_id, action)
 
     # --- bulk actions ---
 
@@ -545,6 +551,11 @@ class BookingAdmin(FSMAdminMixin, admin.ModelAdmin):
                 wrap(self.operate_view),
                 name="bookings_booking_operate",
             ),
+            path(
+                "<path:object_id>/transition/<str:transition_name>/",
+                wrap(self.transition_view),
+                name="bookings_booking_transition",
+            ),
             *super().get_urls(),
         ]
 
@@ -566,6 +577,7 @@ class BookingAdmin(FSMAdminMixin, admin.ModelAdmin):
                     for name, action in OPERATOR_ACTIONS.items()
                     if name not in FSM_ROUTES.values() and self._offered(request, booking, action)
                 ],
+                transition_buttons=self.transition_buttons(request, booking),
             )
         return super().change_view(request, object_id, form_url, extra_context=extra)
 

@@ -17,6 +17,7 @@ from .providers.models import (
     InventoryReservation,
     PaymentAuthorization,
 )
+from .saga import STEP_NAMES
 from .selectors import stuck_condition
 
 SAGA_STATUS = {
@@ -133,7 +134,7 @@ def consistency_report(*, booking_ids: list[Any] | None = None) -> ConsistencyRe
                 report.orphan_reservations.append(ref)
         if booking.state == Booking.State.COMPLETED:
             done = succeeded[saga_id]
-            if not {(s, "action") for s in Booking.STEP_STATES} <= done:
+            if not {(s, "action") for s in STEP_NAMES} <= done:
                 report.disagreements.append(f"{ref}: completed but steps {sorted(done)}")
             if len(live_auths) != 1 or len(held_rooms) != 1:
                 report.disagreements.append(f"{ref}: completed without its hold and room")

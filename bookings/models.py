@@ -79,14 +79,6 @@ class Booking(ConcurrentTransitionMixin, models.Model):
         State.COMPENSATING,
     )
     TERMINAL = (State.COMPLETED, State.CANCELLED, State.REQUIRES_ATTENTION)
-    # The state a booking is in while each saga step runs.
-    STEP_STATES = {
-        "fraud_check": State.FRAUD_CHECK,
-        "preauthorize": State.PREAUTHORIZING,
-        "confirm": State.CONFIRMING,
-        "send_email": State.NOTIFYING,
-    }
-
     id = models.UUIDField(primary_key=True, default=time_ordered_id, editable=False)
     reference = models.CharField(max_length=16, default=new_reference, editable=False)
     owner = models.ForeignKey(
@@ -268,10 +260,12 @@ class Booking(ConcurrentTransitionMixin, models.Model):
         ),
         custom={"admin": False},
     )
-    def resume(self, step: str) -> str:
+    def resume(self, state: str) -> str:
+        """Back to the in-flight `state` of the step that runs again (the saga's definition
+        says which state each step runs in)."""
         self._moved()
         self.attention_reason = ""
-        return self.STEP_STATES[step]
+        return state
 
     @transition(
         field=state,

@@ -140,6 +140,42 @@ def _describe(*fields: str):
     return describe
 
 
+# --- what each outcome records on the booking (database only, in the engine's transaction) -----
+
+
+def _fraud_approved(booking: Booking, result: dict) -> None:
+    booking.fraud_decision = "approved"
+    booking.begin_preauthorization()
+
+
+def _authorized(booking: Booking, result: dict) -> None:
+    booking.payment_status = Booking.PaymentStatus.AUTHORIZED
+    booking.authorization_ref = result["authorization_ref"]
+    booking.begin_confirmation()
+
+
+def _voided(booking: Booking, result: dict) -> None:
+    booking.payment_status = Booking.PaymentStatus.VOIDED
+
+
+def _reserved(booking: Booking, result: dict) -> None:
+    booking.room_status = Booking.RoomStatus.RESERVED
+    booking.reservation_ref = result["reservation_ref"]
+    booking.begin_notification()
+
+
+def _released(booking: Booking, result: dict) -> None:
+    booking.room_status = Booking.RoomStatus.RELEASED
+
+
+def _confirmation_sent(booking: Booking, result: dict) -> None:
+    booking.confirmation_sent_at = timezone.now()
+
+
+def _cancellation_sent(booking: Booking, result: dict) -> None:
+    booking.cancellation_sent_at = timezone.now()
+
+
 # --- hooks (database only, inside the engine's transaction) -----------------------------------
 
 
@@ -164,19 +200,7 @@ class BookingHooks(SagaHooks):
         target.start_saga()
 
     def step_succeeded(self, saga: Any, target: Booking, step: Step, result: dict) -> None:
-        if step.name == "fraud_check":
-            target.fraud_decision = "approved"
-            target.begin_preauthorization()
-        elif step.name == "preauthorize":
-            target.payment_status = Booking.PaymentStatus.AUTHORIZED
-            target.authorization_ref = result["authorization_ref"]
-            target.begin_confirmation()
-        elif step.name == "confirm":
-            target.room_status = Booking.RoomStatus.RESERVED
-            target.reservation_ref = result["reservation_ref"]
-            target.begin_notification()
-        elif step.name == "send_email":
-            target.confirmation_sent_at = timezone.now()
+        step.meta["succeeded"](target, result)
 
     def completed(self, saga: Any, target: Booking) -> None:
         target.complete()
@@ -190,12 +214,7 @@ class BookingHooks(SagaHooks):
         target.begin_compensation(reason)
 
     def compensation_succeeded(self, saga: Any, target: Booking, step: Step, result: dict) -> None:
-        if step.name == "preauthorize":
-            target.payment_status = Booking.PaymentStatus.VOIDED
-        elif step.name == "confirm":
-            target.room_status = Booking.RoomStatus.RELEASED
-        elif step.name == "send_email":
-            target.cancellation_sent_at = timezone.now()
+        step.meta["undone"](target, result)
 
     def compensated(self, saga: Any, target: Booking, reason: str) -> None:
         target.finish_cancellation()
@@ -207,7 +226,7 @@ class BookingHooks(SagaHooks):
 
     def resumed(self, saga: Any, target: Booking, direction: str) -> None:
         if direction == ACTION:
-            target.resume(saga.current_step)
+            target.resume(step_state(saga.current_step))
         else:
             target.resume_compensation()
 
@@ -241,6 +260,8 @@ BOOKING_SAGA = SagaDefinition(
             retry=PROVIDER_RETRY,
             queue=_queue("fraud"),
             describe=_describe("guest_email", "guest_name", "amount", "currency"),
+            label="Fraud check",
+            meta={"state": Booking.State.FRAUD_CHECK, "succeeded": _fraud_approved},
         ),
         Step(
             "preauthorize",
@@ -250,6 +271,13 @@ BOOKING_SAGA = SagaDefinition(
             queue=_queue("payments"),
             compensation_retry=UNDO_RETRY,
             describe=_describe("amount", "currency"),
+            label="Payment pre-authorization",
+            meta={
+                "state": Booking.State.PREAUTHORIZING,
+                "succeeded": _authorized,
+                "undone": _voided,
+                "reference": "authorization_ref",
+            },
         ),
         Step(
             "confirm",
@@ -259,6 +287,13 @@ BOOKING_SAGA = SagaDefinition(
             queue=_queue("inventory"),
             compensation_retry=UNDO_RETRY,
             describe=_describe("resource", "check_in", "check_out"),
+            label="Room confirmation",
+            meta={
+                "state": Booking.State.CONFIRMING,
+                "succeeded": _reserved,
+                "undone": _released,
+                "reference": "reservation_ref",
+            },
         ),
         Step(
             "send_email",
@@ -269,7 +304,22 @@ BOOKING_SAGA = SagaDefinition(
             retry=RetryPolicy(max_attempts=6, initial_delay=2.0, backoff=2.0, max_delay=20.0),
             compensation_retry=UNDO_RETRY,
             describe=_describe("guest_email"),
+            label="Confirmation e-mail",
+            meta={
+                "state": Booking.State.NOTIFYING,
+                "succeeded": _confirmation_sent,
+                "undone": _cancellation_sent,
+                "reference": "message_id",
+            },
         ),
     ),
     hooks=BookingHooks(),
 )
+
+
+def step_state(name: str) -> str:
+    """The booking's state while step `name` runs."""
+    return BOOKING_SAGA.step(name).meta["state"]
+
+
+STEP_NAMES = tuple(step.name for step in BOOKING_SAGA.steps)

@@ -157,13 +157,6 @@ def booking_admin_log(booking: Booking) -> QuerySet[LogEntry]:
 
 # --- what a compensation would undo ------------------------------------------------------------
 
-# Where each step's provider reference lands in the saga's results.
-PROVIDER_REFERENCE = {
-    "preauthorize": "authorization_ref",
-    "confirm": "reservation_ref",
-    "send_email": "message_id",
-}
-
 
 def compensation_plan(booking: Booking) -> list[dict[str, str]]:
     """The compensations that would run if the booking were compensated now, in the order they
@@ -172,7 +165,7 @@ def compensation_plan(booking: Booking) -> list[dict[str, str]]:
     results = saga.results or {}
     plan = []
     for step in engine.pending_compensations(saga):
-        ref_field = PROVIDER_REFERENCE.get(step.name, "")
+        ref_field = step.meta.get("reference", "")  # where its reference lands in the results
         plan.append(
             {
                 "step": step.name,

@@ -7,10 +7,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
@@ -25,20 +26,29 @@ from .errors import ApplicationError
 from .models import Booking, Resource
 from .saga import SAGA_TYPE
 
-MAX_NIGHTS = 30
 TOKEN_PATTERN = re.compile(r"^tok_[A-Za-z0-9_]{1,60}$")
 
 
 def _validate(
     *, check_in: date, check_out: date, guest_name: str, guest_email: str, payment_token: str
 ) -> dict[str, list[str]]:
+    """Every field's errors, empty when the booking may be made. The horizon (furthest check-in,
+    longest stay) comes from settings, read per call so that a deployment can change it."""
     errors: dict[str, list[str]] = {}
-    if check_in < timezone.localdate():
+    today = timezone.localdate()
+    max_days_ahead: int = settings.BOOKING_MAX_DAYS_AHEAD
+    max_nights: int = settings.BOOKING_MAX_NIGHTS
+    if check_in < today:
         errors.setdefault("check_in", []).append("Check-in cannot be in the past.")
+    elif (check_in - today).days > max_days_ahead:
+        furthest = today + timedelta(days=max_days_ahead)
+        errors.setdefault("check_in", []).append(
+            f"Check-in can be at most {max_days_ahead} days ahead (on or before {furthest})."
+        )
     if check_out <= check_in:
         errors.setdefault("check_out", []).append("Check-out must be after check-in.")
-    elif (check_out - check_in).days > MAX_NIGHTS:
-        errors.setdefault("check_out", []).append(f"A stay is at most {MAX_NIGHTS} nights.")
+    elif (check_out - check_in).days > max_nights:
+        errors.setdefault("check_out", []).append(f"A stay is at most {max_nights} nights.")
     if not guest_name.strip() or len(guest_name) > 120 or "\x00" in guest_name:
         errors.setdefault("guest_name", []).append("Give a name of 1 to 120 characters.")
     try:

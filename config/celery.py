@@ -17,7 +17,9 @@ from celery import Celery
 from celery.signals import setup_logging, worker_process_shutdown, worker_ready
 from django_structlog.celery.steps import DjangoStructLogInitStep
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+# Fail closed: a process started without DJANGO_SETTINGS_MODULE runs the production settings,
+# which refuse to start without their required variables; local ones are asked for by name.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 
 app = Celery("bookingops")
 app.config_from_object("django.conf:settings", namespace="CELERY")

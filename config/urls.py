@@ -4,6 +4,9 @@ from django.urls import include, path
 from ops.health import WEB_CHECKS, HealthView
 from ops.metrics import metrics_view
 
+# A database or cache that is down while a middleware reads it (the session) gives 503, not 500.
+handler500 = "ops.unavailable.server_error"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("bookings.api.urls")),

@@ -16,6 +16,7 @@ import uuid
 from typing import Any, ClassVar
 
 from celery import current_app
+from celery.app import app_or_default
 from django.conf import settings
 from health_check.base import HealthCheck
 from health_check.contrib.celery import Ping
@@ -62,6 +63,10 @@ class Broker(HealthCheck):
 class Workers(Ping):
     """At least one worker answers a ping, and every queue (default and per provider) has a
     consumer. The filesystem transport of `make run` cannot broadcast: a warning there."""
+
+    # A check is named by its repr (the JSON and text keys, the OpenMetrics labels): Ping's
+    # `app` field would put the Celery app's memory address in it, different in every process.
+    app: Any = dataclasses.field(default_factory=app_or_default, repr=False)
 
     def run(self) -> None:
         if settings.CELERY_BROKER_URL.startswith("filesystem"):

@@ -5,7 +5,7 @@ move its own objects (a booking's state) inside the engine's transactions."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -77,6 +77,10 @@ class Step:
     retriable_only: the step comes after the pivot; its failure never undoes the saga, it is
     retried and, when the retries run out, the saga waits for an operator.
     describe(payload, direction): what the attempt sends, kept on its row for the timeline.
+    label: how people read its name (admin, dashboard); from the name by default.
+    meta: the application's own facts about the step (the state its target is in while it
+    runs, what its outcome records...), so that the definition is their one place; the engine
+    never reads them.
     """
 
     name: str
@@ -88,6 +92,12 @@ class Step:
     retriable_only: bool = False
     queue: str | None = None
     describe: Callable[[dict[str, Any], str], dict[str, Any]] | None = None
+    label: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", self.name.replace("_", " ").capitalize())
 
     @property
     def compensatable(self) -> bool:

@@ -6,23 +6,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import kombu.exceptions
 import pytest
-import redis.exceptions
 from celery import current_app
 from django.conf import settings
 from django.db import connection
 
 from bookings.providers import base as providers
+from devtools import harness
 
 from .factories import ResourceFactory
 
@@ -47,20 +41,10 @@ def resource(db) -> Any:
     return ResourceFactory(code="garden-room", capacity=3)
 
 
-def _database_url() -> str:
-    """The URL of the test database, for worker processes."""
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    user = db.get("USER") or "postgres"
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    host = db.get("HOST") or "127.0.0.1"
-    port = db.get("PORT") or 5432
-    return f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
-
-
-class Worker:
-    """A real `celery worker` process, killed with its children when the test ends."""
+class Worker(harness.Worker):
+    """A real `celery worker` process on the suite's broker, queue and test database (started at
+    once), killed with its children when the test ends. `faults` installs the worker-side fault
+    injection of tests/faults/injection.py; `pool` is Celery's (prefork, solo, threads)."""
 
     def __init__(
         self,
@@ -70,91 +54,25 @@ class Worker:
         faults: dict | None = None,
         queues: str | None = None,
         extra_env: dict | None = None,
+        pool: str = "prefork",
     ) -> None:
-        self.name = name
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "config.settings.test",
-            "DATABASE_URL": _database_url(),
-            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-            "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
-            "SAGA_FAULTS": json.dumps(faults or {}),
-            **(extra_env or {}),
-        }
-        ARTIFACTS.mkdir(exist_ok=True)
-        self.log_path = ARTIFACTS / f"worker-{name}.log"
-        self.log = open(self.log_path, "w")  # noqa: SIM115  (closed in stop())
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--loglevel=WARNING",
-                f"--concurrency={concurrency}",
-                "--pool=prefork",
-                f"--queues={queues or settings.CELERY_TASK_DEFAULT_QUEUE}",
-                f"--hostname={name}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        super().__init__(
+            name,
+            settings="config.settings.test",
+            queues=queues or settings.CELERY_TASK_DEFAULT_QUEUE,
+            env={
+                "DATABASE_URL": harness.database_url(connection.settings_dict),
+                "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+                "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
+                "SAGA_FAULTS": json.dumps(faults or {}),
+                **(extra_env or {}),
+            },
+            log_path=ARTIFACTS / f"worker-{name}.log",
+            pool=pool,
+            concurrency=concurrency,
         )
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()  # never leave a worker behind to steal the next tests' messages
-            raise
-
-    def _wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        node = f"{self.name}@{socket.gethostname()}"
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker {self.name} exited: {self.log_path.read_text()}")
-            if settings.CELERY_BROKER_URL.startswith("filesystem"):
-                # No broadcast on the filesystem transport: give the pool time to start.
-                time.sleep(3)
-                if self.proc.poll() is None:
-                    return
-            elif self._answers(node):
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"worker {self.name} not ready after {timeout}s")
-
-    @staticmethod
-    def _answers(node: str) -> bool:
-        # A connection of its own each time: a broker restarted by a fault test leaves the
-        # pooled ones dead.
-        try:
-            with current_app.connection_for_write() as conn:
-                return bool(
-                    current_app.control.ping(destination=[node], timeout=0.5, connection=conn)
-                )
-        except (OSError, kombu.exceptions.OperationalError, redis.exceptions.ConnectionError):
-            return False
-
-    def kill(self) -> None:
-        """SIGKILL the worker and its pool children at once: no cleanup, no acknowledgement."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.log.close()
+        self.log_path.unlink(missing_ok=True)
+        self.start()
 
 
 @pytest.fixture

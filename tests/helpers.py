@@ -18,6 +18,7 @@ from bookings.providers.models import (
     InventoryReservation,
     PaymentAuthorization,
 )
+from bookings.saga import STEP_NAMES
 from bookings.services import booking_create
 from sagas import engine
 from sagas.models import Saga, SagaStep
@@ -154,7 +155,7 @@ def assert_history_agrees(booking: Booking) -> None:
     done = set(steps.filter(status="succeeded").values_list("name", "direction"))
     recorded_keys = set(steps.exclude(status="scheduled").values_list("idempotency_key", flat=True))
     if booking.state == Booking.State.COMPLETED:
-        assert {(n, "action") for n in Booking.STEP_STATES} <= done, (booking, done)
+        assert {(n, "action") for n in STEP_NAMES} <= done, (booking, done)
     if booking.state == Booking.State.CANCELLED:
         for name in ("preauthorize", "confirm"):
             if (name, "action") in done:

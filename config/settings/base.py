@@ -42,7 +42,9 @@ def env_json(name: str, default: Any) -> Any:
 
 def sqlite_database(path: Path) -> dict:
     """SQLite tuned for several processes: WAL, IMMEDIATE transactions (a writer takes the lock
-    at BEGIN, so two workers never deadlock upgrading a read lock) and a generous busy timeout."""
+    at BEGIN, so two workers never deadlock upgrading a read lock) and a generous busy timeout.
+    Its directory is created here: SQLite creates the file, never the directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": str(path),
@@ -55,7 +57,18 @@ def sqlite_database(path: Path) -> dict:
     }
 
 
-def database_from_env(default_sqlite: Path) -> dict:
+def database_from_env(default_sqlite: Path, *, pool: bool | None = None) -> dict:
+    """The default database from DATABASE_URL (SQLite at `default_sqlite` without it).
+
+    PostgreSQL goes through psycopg's connection pool (Django's OPTIONS["pool"]), one pool per
+    process, so that a process never holds more connections than it runs requests or tasks at
+    once: the dev server starts a thread per request, and with persistent connections per
+    thread 16 busy clients took all of PostgreSQL's 100. A request that finds every connection
+    of its process busy waits up to DB_POOL_TIMEOUT seconds, then gets 503 (config/unavailable.py)
+    instead of opening one more. `pool=False` (or DB_POOL=0, e.g. behind PgBouncer): one
+    persistent connection per thread, kept DB_CONN_MAX_AGE seconds. README "Production
+    deployment" says how many connections each process needs.
+    """
     url = os.environ.get("DATABASE_URL")
     if not url:
         return sqlite_database(default_sqlite)
@@ -73,6 +86,22 @@ def database_from_env(default_sqlite: Path) -> dict:
             "server_side_binding": env_bool("DB_SERVER_SIDE_BINDING", True),
             "prepare_threshold": env_int("DB_PREPARE_THRESHOLD", 5),
         }
+        if env_bool("DB_POOL", True) if pool is None else pool:
+            # The pool keeps the connections; Django hands its connection back after each
+            # request or task (CONN_MAX_AGE must be 0), and the pool checks a connection before
+            # lending it again, so one broken by a database restart is replaced, not used.
+            config["CONN_MAX_AGE"] = 0
+            config["CONN_HEALTH_CHECKS"] = True
+            config["OPTIONS"]["pool"] = {
+                "min_size": env_int("DB_POOL_MIN_SIZE", 1),
+                # gunicorn's config sets it to the worker's thread count (config/gunicorn.py).
+                "max_size": env_int("DB_POOL_MAX_SIZE", 4),
+                "timeout": float(env("DB_POOL_TIMEOUT", "5")),
+                # psycopg_pool retries a failed connection with doubling delays until this runs
+                # out, then the next request starts afresh: a database back after an outage is
+                # used again within seconds, not after a delay as long as the outage.
+                "reconnect_timeout": float(env("DB_POOL_RECONNECT_TIMEOUT", "10")),
+            }
     return config
 
 
@@ -118,6 +147,8 @@ MIDDLEWARE = [
     # request; the Celery receiver carries them in task headers into the saga's tasks.
     "django_structlog.middlewares.RequestMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Innermost: a view failing on a database or broker that is down answers 503.
+    "ops.unavailable.UnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -140,6 +171,8 @@ TEMPLATES = [
 
 DATA_DIR = Path(env("DATA_DIR", str(BASE_DIR / "var")))
 DATABASES = {"default": database_from_env(DATA_DIR / "db.sqlite3")}
+# Retry-After (seconds) of the 503 given while the database, cache or broker is unavailable.
+RETRY_AFTER_UNAVAILABLE = env_int("RETRY_AFTER_UNAVAILABLE", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -349,11 +382,14 @@ CACHES = {"default": cache_from_env(env("CACHE_URL", ""))}
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: its WWW-Authenticate header makes anonymous requests a 401, not a 403.
-        "rest_framework.authentication.TokenAuthentication",
+        # Failed token checks are counted per client address and refused with 429 past
+        # the "failed_authentication" rate, before the database lookup.
+        "bookings.api.authentication.ThrottledTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON whose nesting exhausts the parser's recursion is a 400, not a RecursionError.
+    "DEFAULT_PARSER_CLASSES": ["bookings.api.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_THROTTLE_CLASSES": [
         "bookings.api.throttling.ClientRateThrottle",
@@ -362,7 +398,14 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "client": env("API_THROTTLE_CLIENT", "300/minute"),
         "anonymous": env("API_THROTTLE_ANONYMOUS", "60/minute"),
+        "failed_authentication": env("API_THROTTLE_FAILED_AUTHENTICATION", "20/minute"),
     },
+    # How many proxies in front of the web processes append to X-Forwarded-For: the client
+    # address the throttles count is the one the outermost of them saw. 0 (`make run`, no
+    # proxy): the connection's address, and a header the client writes counts for nothing.
+    # Behind one load balancer: 1. Never leave it unset (None): DRF would then trust the whole
+    # header, which the client chooses.
+    "NUM_PROXIES": env_int("API_NUM_PROXIES", 0),
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "bookings.api.pagination.BookingPagination",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -385,10 +428,21 @@ SPECTACULAR_SETTINGS = {
         "PaymentStatusEnum": "bookings.models.Booking.PaymentStatus",
     },
 }
+# The booking horizon (bookings.services): the furthest check-in accepted, in days from today
+# (a card hold cannot wait years for its stay), and the longest stay, in nights.
+BOOKING_MAX_DAYS_AHEAD = env_int("BOOKING_MAX_DAYS_AHEAD", 730)
+BOOKING_MAX_NIGHTS = env_int("BOOKING_MAX_NIGHTS", 30)
+# seed_demo creates a superuser and an API client: only settings that say so allow it (local).
+DEMO_DATA_ALLOWED = False
 # Idempotency-Key records are kept this long (seconds); a key reused later starts afresh.
 API_IDEMPOTENCY_TTL = env_int("API_IDEMPOTENCY_TTL", 24 * 3600)
 # The longest `Prefer: wait=<seconds>` honoured (RFC 7240); longer requests are cut to this.
-API_PREFER_WAIT_MAX = env_int("API_PREFER_WAIT_MAX", 30)
+# config/gunicorn.py refuses to start unless it is well below the worker timeout (and has the
+# same default: tests/production/test_web_tier.py checks they agree).
+API_PREFER_WAIT_MAX = env_int("API_PREFER_WAIT_MAX", 20)
+# How many requests of one web process may wait at once; more are answered without waiting.
+# gunicorn's config sets it to half its threads; this default is for the dev server.
+API_PREFER_WAIT_CONCURRENCY = env_int("API_PREFER_WAIT_CONCURRENCY", 4)
 
 
 # --- Webhooks (webhooks/, docs/webhooks.md) ---------------------------------------------------

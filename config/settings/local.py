@@ -8,6 +8,8 @@ DEBUG = env_bool("DJANGO_DEBUG", True)
 # People read these logs in a terminal: key=value lines unless LOG_FORMAT=json.
 LOGGING = logging_config(env("LOG_LEVEL", "INFO"), json=env("LOG_FORMAT", "console") == "json")
 ALLOWED_HOSTS = ["*"]
+# The demo data of `make run` (a superuser with a generated password, an API client).
+DEMO_DATA_ALLOWED = True
 # The demo's webhook receiver (`make run`) listens on http://127.0.0.1.
 WEBHOOK_REQUIRE_HTTPS = env_bool("WEBHOOK_REQUIRE_HTTPS", False)
 WEBHOOK_ALLOWED_NETWORKS = [

@@ -5,6 +5,7 @@ Required: DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DATABASE_URL (PostgreSQL), CE
 `manage.py check --deploy` passes with these settings and no warning.
 """
 
+import os
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -19,10 +20,19 @@ from .base import (
     env_int,
 )
 
+# These settings are also what a process started without DJANGO_SETTINGS_MODULE runs (manage.py,
+# wsgi, asgi, celery fail closed), so the message says how to ask for the laptop settings.
+_settings_hint = (
+    " (production settings, also used when DJANGO_SETTINGS_MODULE is not set; on a laptop or "
+    "for the demo: export DJANGO_SETTINGS_MODULE=config.settings.local)"
+)
+
 
 def required(name: str) -> str:
     """An environment variable that must be set and not empty."""
-    value = env(name)
+    value = os.environ.get(name)
+    if value is None:
+        raise ImproperlyConfigured(f"The environment variable {name} is required{_settings_hint}.")
     if not value.strip():
         raise ImproperlyConfigured(f"The environment variable {name} is required (it is empty).")
     return value
@@ -33,6 +43,10 @@ if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be at least 50 random characters.")
 DEBUG = False
 ALLOWED_HOSTS = [h.strip() for h in required("DJANGO_ALLOWED_HOSTS").split(",") if h.strip()]
+if "*" in ALLOWED_HOSTS:
+    # Any Host header accepted: password-reset links and absolute URLs could name an attacker's
+    # host. Name the hosts this deployment answers for.
+    raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS='*' is refused in production: list the hosts.")
 CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in env("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
 ]

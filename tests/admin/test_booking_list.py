@@ -1,13 +1,13 @@
 """The bookings list: what each row shows, the filters, the search and its cost per page."""
 
 import re
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+
+from bench.seed_bulk import seed_bulk_bookings
 
 from ..helpers import book
 from .conftest import make_stuck
@@ -77,9 +77,9 @@ def _list_queries(client) -> tuple[int, int]:
 
 
 def test_list_page_costs_the_same_queries_with_50_and_500_bookings(operator):
-    call_command("seed_bulk_bookings", count=50, stdout=StringIO())
+    seed_bulk_bookings(count=50)
     queries_50, rows_50 = _list_queries(operator)
-    call_command("seed_bulk_bookings", count=450, seed=2, stdout=StringIO())
+    seed_bulk_bookings(count=450, seed=2)
     queries_500, rows_500 = _list_queries(operator)
     assert (rows_50, rows_500) == (50, 100)  # a full page each time
     assert queries_50 == queries_500

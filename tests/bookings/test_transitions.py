@@ -6,9 +6,10 @@ from datetime import timedelta
 import pytest
 from django.db import transaction
 from django.utils import timezone
-from django_fsm import TransitionNotAllowed
+from django_fsm import InvalidResultState, TransitionNotAllowed
 
 from bookings.models import Booking
+from bookings.saga import STEP_NAMES, step_state
 
 from ..factories import ResourceFactory, stay
 
@@ -77,7 +78,7 @@ TRANSITIONS = [
         S.REQUIRES_ATTENTION,
         {},
     ),
-    ("resume", ("send_email",), [S.REQUIRES_ATTENTION], S.NOTIFYING, {}),
+    ("resume", (S.NOTIFYING,), [S.REQUIRES_ATTENTION], S.NOTIFYING, {}),
     ("resume_compensation", (), [S.REQUIRES_ATTENTION], S.COMPENSATING, held()),
     ("resolve_completed", (), [S.REQUIRES_ATTENTION], S.COMPLETED, {}),
     ("resolve_cancelled", (), [S.REQUIRES_ATTENTION], S.CANCELLED, {}),
@@ -149,11 +150,24 @@ def test_state_cannot_be_assigned_directly():
     assert Booking.objects.get(pk=booking.pk).state == S.PENDING
 
 
-def test_resume_returns_to_the_state_of_the_failed_step():
-    for step, state in Booking.STEP_STATES.items():
+def test_resume_returns_to_the_state_the_saga_definition_gives_the_step():
+    expected = {
+        "fraud_check": S.FRAUD_CHECK,
+        "preauthorize": S.PREAUTHORIZING,
+        "confirm": S.CONFIRMING,
+        "send_email": S.NOTIFYING,
+    }
+    assert tuple(expected) == STEP_NAMES
+    for step, state in expected.items():
         booking = make(S.REQUIRES_ATTENTION)
-        booking.resume(step)
+        booking.resume(step_state(step))
         assert booking.state == state
+
+
+def test_resume_refuses_a_state_that_is_not_a_step_of_the_saga():
+    booking = make(S.REQUIRES_ATTENTION)
+    with pytest.raises(InvalidResultState):
+        booking.resume(S.COMPLETED)
 
 
 def test_begin_compensation_keeps_known_reasons_and_maps_others_to_step_failed():

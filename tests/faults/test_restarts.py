@@ -1,115 +1,150 @@
 """The broker (Redis or RabbitMQ) and PostgreSQL restarted while sagas are queued, running and
 waiting for retries. Every saga must still end, with each effect once.
 
-These restart the machine's real servers with the same commands `.ci/run` uses to start them,
-so they run only against 127.0.0.1 and only where the server in question is the one under
-test (the broker selected by CELERY_BROKER_URL; PostgreSQL when DATABASE_URL points at it)."""
+Only throwaway servers are restarted (devtools/harness.py: a `redis-server`, a RabbitMQ node or
+an `initdb` cluster of the test's own, on free ports), never the machine's. The workers and the
+client side (restart_scenario.py, a process of its own: it books, then settles and checks the
+invariants) point at the throwaway server; the rest is the suite's (its test database for the
+broker scenarios, its broker for PostgreSQL's). Each scenario runs where the suite tests that
+kind of server: Redis's when CELERY_BROKER_URL is Redis, RabbitMQ's when it is AMQP,
+PostgreSQL's when DATABASE_URL is PostgreSQL."""
 
+from __future__ import annotations
+
+import json
+import os
 import shutil
 import subprocess
-import time
-from collections import Counter
-from pathlib import Path
+import sys
+from collections.abc import Callable, Iterator
 
 import pytest
+import redis
 from django.conf import settings
 from django.db import connection
 
-from bookings.models import Booking
+from devtools import harness
 
-from ..conftest import ON_POSTGRES
-from ..factories import ResourceFactory
-from ..helpers import assert_invariants, book, settle_with_sweeper, wait_for
+from ..conftest import ARTIFACTS, ON_POSTGRES, ROOT
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 BROKER = settings.CELERY_BROKER_URL
+EXPECTED = {("completed", ""): 24, ("cancelled", "unavailable"): 6}
 
 
-def run(*cmd: str) -> None:
-    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+def scenario(name: str, env: dict[str, str], restart: Callable[[], None]) -> dict:
+    """Run restart_scenario.py with `env`, call `restart` once its sagas are under way, and
+    return what it found."""
+    log_path = ARTIFACTS / f"restart-{name}.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.faults.restart_scenario"],
+            cwd=ROOT,
+            env={**os.environ, **env, "DJANGO_SETTINGS_MODULE": "config.settings.test"},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            start_new_session=True,
+        )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        lines = iter(proc.stdout.readline, "")
+        ready = next((line for line in lines if line.startswith("READY")), None)
+        assert ready, f"the scenario stopped before its sagas ran:\n{log_path.read_text()}"
+        restart()
+        proc.stdin.write("restarted\n")
+        proc.stdin.flush()
+        result = next((line for line in lines if line.startswith("RESULT ")), None)
+        assert result, f"the scenario ended without a result:\n{log_path.read_text()}"
+        return json.loads(result.removeprefix("RESULT "))
+    finally:
+        proc.kill()
+        proc.wait(10)
 
 
-def answers(*cmd: str) -> bool:
-    return subprocess.run(cmd, capture_output=True, timeout=30).returncode == 0
+def check(result: dict) -> None:
+    states = {(state, reason): n for state, reason, n in result["states"]}
+    assert states == EXPECTED, states
+    assert result["broken"] is None, result["broken"]
 
 
-def restart_redis() -> None:
-    run("redis-cli", "-h", "127.0.0.1", "shutdown", "nosave")
-    run(
-        "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
-        "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
-        "--logfile", "/var/log/redis/ci.log",
-    )  # fmt: skip
-    wait_for(lambda: answers("redis-cli", "-h", "127.0.0.1", "ping"), timeout=30, what="redis")
+def suite_env() -> dict[str, str]:
+    return {
+        "DATABASE_URL": harness.database_url(connection.settings_dict),
+        "CELERY_BROKER_URL": BROKER,
+        "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
+    }
 
 
-def restart_rabbitmq() -> None:
-    run("rabbitmqctl", "stop_app")
-    run("rabbitmqctl", "start_app")
-    wait_for(lambda: answers("rabbitmq-diagnostics", "-q", "ping"), timeout=60, what="rabbitmq")
+def suite_servers() -> dict[str, object]:
+    """What changes when the suite's own Redis or PostgreSQL restarts: its run id, its start."""
+    seen: dict[str, object] = {}
+    if BROKER.startswith("redis://"):
+        client = redis.Redis.from_url(BROKER)
+        seen["redis"] = client.info("server")["run_id"]
+        client.close()
+    if ON_POSTGRES:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_postmaster_start_time()")
+            seen["postgres"] = cursor.fetchone()[0]
+    return seen
 
 
-def restart_postgresql() -> None:
-    version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
-    run("pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast")
-    wait_for(lambda: answers("pg_isready", "-h", "127.0.0.1", "-q"), timeout=60, what="postgres")
-    connection.close()  # this process's connection died with the server
+@pytest.fixture(autouse=True)
+def _suite_servers_untouched(transactional_db) -> Iterator[None]:
+    before = suite_servers()
+    yield
+    assert suite_servers() == before, "a fault test restarted the suite's own server"
 
 
-def traffic(n: int = 30) -> list[Booking]:
-    """A mix that keeps sagas queued, running and waiting for retries at the same time."""
-    room = ResourceFactory(code="garden-room", capacity=n)
-    sold_out = ResourceFactory(code="sold-out", capacity=0)
-    bookings = []
-    for i in range(n):
-        token = ("tok_visa", "tok_flaky", "tok_void_flaky")[i % 3]
-        resource = sold_out if i % 5 == 4 else room
-        bookings.append(book(resource, token=token, email=f"g{i}@example.com"))
-    return bookings
+@pytest.fixture
+def redis_server() -> Iterator[harness.RedisServer]:
+    with harness.RedisServer() as server:
+        yield server
 
 
-def some_done(bookings: list[Booking], at_least: int) -> bool:
-    return (
-        Booking.objects.filter(pk__in=[b.pk for b in bookings], state__in=Booking.TERMINAL).count()
-        >= at_least
-    )
+@pytest.fixture
+def rabbitmq_node() -> Iterator[harness.RabbitMQNode]:
+    with harness.RabbitMQNode() as node:
+        yield node
 
 
-def check(bookings: list[Booking]) -> None:
-    settled = settle_with_sweeper(bookings, timeout=240)
-    states = Counter((b.state, b.cancellation_reason) for b in settled)
-    assert states == {("completed", ""): 24, ("cancelled", "unavailable"): 6}, states
-    assert_invariants(bookings)
+@pytest.fixture
+def postgres_cluster() -> Iterator[harness.PostgresCluster]:
+    with harness.PostgresCluster() as cluster:
+        yield cluster
 
 
-@pytest.mark.skipif(not BROKER.startswith("redis://127.0.0.1"), reason="the broker is not Redis")
-@pytest.mark.skipif(not shutil.which("redis-server"), reason="no redis-server to restart")
-def test_redis_restarted_while_sagas_are_queued_and_retrying(start_worker):
-    start_worker("w", concurrency=2)
-    bookings = traffic()
-    wait_for(lambda: some_done(bookings, 3), timeout=60, what="the first sagas to finish")
+@pytest.mark.skipif(not BROKER.startswith("redis://"), reason="the broker is not Redis")
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="no redis-server to run")
+def test_redis_restarted_while_sagas_are_queued_and_retrying(redis_server, start_worker):
+    # The broker and both caches on the throwaway Redis, as CI puts them on one server.
+    env = {
+        **suite_env(),
+        "CELERY_BROKER_URL": redis_server.url(0),
+        "CACHE_URL": redis_server.url(1),
+        "COORDINATION_CACHE_URL": redis_server.url(2),
+    }
+    start_worker("w", concurrency=2, extra_env=env)
     # Redis keeps nothing on disk here: every queued message and every retry is lost.
-    restart_redis()
-    check(bookings)
+    check(scenario("redis", env, redis_server.restart))
 
 
 @pytest.mark.skipif(not BROKER.startswith("amqp://"), reason="the broker is not RabbitMQ")
-@pytest.mark.skipif(not shutil.which("rabbitmqctl"), reason="no rabbitmqctl to restart with")
-def test_rabbitmq_restarted_while_sagas_are_queued_and_retrying(start_worker):
-    start_worker("w", concurrency=2)
-    bookings = traffic()
-    wait_for(lambda: some_done(bookings, 3), timeout=60, what="the first sagas to finish")
-    restart_rabbitmq()
-    check(bookings)
+@pytest.mark.skipif(not harness.RabbitMQNode.available(), reason="no rabbitmq-server to run")
+def test_rabbitmq_restarted_while_sagas_are_queued_and_retrying(rabbitmq_node, start_worker):
+    env = {**suite_env(), "CELERY_BROKER_URL": rabbitmq_node.url()}
+    start_worker("w", concurrency=2, extra_env=env)
+    check(scenario("rabbitmq", env, rabbitmq_node.restart))
 
 
 @pytest.mark.skipif(not ON_POSTGRES, reason="the database is not PostgreSQL")
-@pytest.mark.skipif(not shutil.which("pg_ctlcluster"), reason="no pg_ctlcluster")
-def test_postgresql_restarted_while_workers_are_running(start_worker):
-    start_worker("w", concurrency=2)
-    bookings = traffic()
-    wait_for(lambda: some_done(bookings, 3), timeout=60, what="the first sagas to finish")
-    restart_postgresql()
-    time.sleep(1)
-    check(bookings)
+@pytest.mark.skipif(not (harness.PG_BIN / "initdb").exists(), reason="no initdb to run")
+def test_postgresql_restarted_while_workers_are_running(postgres_cluster, start_worker):
+    database = harness.create_database(postgres_cluster.url(), "bookingops")
+    harness.migrate(database, settings="config.settings.test")
+    env = {**suite_env(), "DATABASE_URL": database}
+    start_worker("w", concurrency=2, extra_env=env)
+    check(scenario("postgresql", env, postgres_cluster.restart))

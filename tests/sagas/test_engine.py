@@ -335,3 +335,19 @@ def test_concurrent_outcomes_for_one_attempt_have_one_winner():
 def test_unknown_saga_type_is_refused():
     with pytest.raises(LookupError):
         engine.start(saga_type="nope", target_id=str(uuid.uuid4()), payload={})
+
+
+def test_step_settings_that_name_no_step_fail_the_system_checks(settings):
+    from sagas.checks import check_step_settings
+
+    settings.SAGA_STEP_SETTINGS = {
+        "booking.preauthorize": {"max_attempts": 2},
+        "booking.preauthorise": {"max_attempts": 2},
+        "booking.fraud_check.compensation": {},
+        "booking.confirm": {"max_atempts": 3},
+    }
+    messages = [e.msg for e in check_step_settings()]
+    assert len(messages) == 3, messages
+    assert "no saga 'booking' with a step 'preauthorise'" in messages[0]
+    assert "has no compensation" in messages[1]
+    assert "unknown fields ['max_atempts']" in messages[2]

@@ -1,10 +1,40 @@
+import os
+import shlex
 import uuid
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
+
+from .seed_demo import (
+    ADMIN,
+    CLIENT,
+    admin_password_file,
+    refuse_unless_demo_allowed,
+    settings_module,
+)
+
+# What decides which database, broker and caches a command talks to: the banner's commands
+# carry the values this process was started with, so that they work pasted in a fresh shell.
+CARRIED_ENVIRONMENT = (
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "CACHE_URL",
+    "COORDINATION_CACHE_URL",
+    "DATA_DIR",
+)
+
+
+def command_prefix() -> str:
+    """`cd <project> && DJANGO_SETTINGS_MODULE=... [DATABASE_URL=...] .venv/bin/python manage.py`:
+    the settings are asked for by name (a bare manage.py runs the production settings)."""
+    values = {"DJANGO_SETTINGS_MODULE": settings_module()}
+    values.update({name: os.environ[name] for name in CARRIED_ENVIRONMENT if os.environ.get(name)})
+    assignments = " ".join(f"{name}={shlex.quote(value)}" for name, value in values.items())
+    return f"cd {shlex.quote(str(settings.BASE_DIR))} && {assignments} .venv/bin/python manage.py"
 
 
 class Command(BaseCommand):
@@ -14,7 +44,12 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
 
     def handle(self, *args, **options) -> None:
-        client = get_user_model().objects.get(username="demo-client")
+        refuse_unless_demo_allowed("demo_info")
+        path = admin_password_file()
+        if not path.exists():
+            raise CommandError(f"{path} is missing: run seed_demo first.")
+        password = path.read_text().strip()
+        client = get_user_model().objects.get(username=CLIENT)
         token, _ = Token.objects.get_or_create(user=client)
         base = f"http://127.0.0.1:{options['port']}"
         check_in = timezone.localdate() + timedelta(days=7)
@@ -23,13 +58,14 @@ class Command(BaseCommand):
             f"""
 Booking operations platform is starting (web, worker, beat). Ctrl-C stops everything.
 
-  Admin:      {base}/admin/   login admin / admin
-  API token:  {token.key}   (user demo-client)
+  Admin:      {base}/admin/   login {ADMIN} / {password}
+              (generated for this machine; kept in {path})
+  API token:  {token.key}   (user {CLIENT})
 
 Create a booking from another terminal (magic values: --token tok_declined | tok_flaky |
 tok_void_fails, --email someone@fraud.test or bounce@example.com, --resource sold-out):
 
-  .venv/bin/python manage.py create_booking --resource garden-room --token tok_visa --wait 30
+  {command_prefix()} create_booking --resource garden-room --token tok_visa --wait 30
 
 then watch it in the admin: {base}/admin/bookings/booking/
 

@@ -24,6 +24,8 @@ class Command(BaseCommand):
         parser.add_argument("--username", default="demo-client")
 
     def handle(self, *args, **options) -> None:
+        if not settings.DEMO_DATA_ALLOWED:  # the demo's endpoint is demo data: local settings only
+            raise CommandError("demo_webhook_receiver runs under the local settings only.")
         url = f"http://127.0.0.1:{options['port']}/webhooks"
         client = get_user_model().objects.filter(username=options["username"]).first()
         if client is None:

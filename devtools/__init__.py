@@ -1,0 +1,1 @@
+"""Tools for developers, tests, `make bench` and `make chaos`; never imported by the product."""
