@@ -4,8 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
+# make run listens on the loopback interface only; HOST=0.0.0.0 to reach it from elsewhere.
+HOST ?= 127.0.0.1
+# Every command of make run asks for the local settings itself (the processes fail closed to
+# the production settings without DJANGO_SETTINGS_MODULE). Not exported to the whole Makefile:
+# pytest-django would let it override the test settings.
+LOCAL := DJANGO_SETTINGS_MODULE=config.settings.local
 
-.PHONY: install run test lint format lock clean typecheck security check-deploy coverage loadtest ci chaos bench
+.PHONY: install run smoke test lint format lock clean typecheck security check-deploy coverage loadtest ci chaos bench
 
 $(VENV)/.installed: requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,12 +21,22 @@ $(VENV)/.installed: requirements.lock
 install: $(VENV)/.installed
 
 ## make run: the whole app (web, worker, beat) on SQLite and the filesystem broker, or on
-## PostgreSQL/Redis when DATABASE_URL / CELERY_BROKER_URL are set. Ctrl-C stops everything.
+## PostgreSQL/Redis (or RabbitMQ) when DATABASE_URL / CELERY_BROKER_URL are set, on
+## http://127.0.0.1:$(PORT) (HOST=0.0.0.0 for every interface). Ctrl-C stops everything.
 run: install
-	$(PY) manage.py migrate --noinput -v0
-	$(PY) manage.py seed_demo
-	$(PY) manage.py demo_info --port $(PORT)
-	WEB_PORT=$(PORT) exec $(VENV)/bin/honcho -f Procfile.dev start
+	mkdir -p "$${DATA_DIR:-var}"
+	$(LOCAL) $(PY) manage.py migrate --noinput -v0
+	$(LOCAL) $(PY) manage.py seed_demo
+	$(LOCAL) $(PY) manage.py demo_info --port $(PORT)
+	$(LOCAL) WEB_HOST=$(HOST) WEB_PORT=$(PORT) exec $(VENV)/bin/honcho -f Procfile.dev start
+
+## make smoke: what a new user does, from a fresh clone of this repository's HEAD: make run on
+## SQLite + the filesystem broker, then PostgreSQL + Redis (SMOKE_BACKENDS to choose; rabbitmq
+## too), the banner's curl line until its booking completes, 50 concurrent creates with no 5xx,
+## and Ctrl-C leaving no process behind (tools/smoke.py; CI runs it).
+SMOKE_BACKENDS ?= sqlite,redis
+smoke: install
+	$(PY) tools/smoke.py --backends $(SMOKE_BACKENDS)
 
 ## make test: the whole suite (PostgreSQL and Redis when DATABASE_URL / CELERY_BROKER_URL
 ## point at them, SQLite and the filesystem broker otherwise). COVERAGE=1 runs it under coverage

@@ -30,6 +30,7 @@ from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
 from sagas import admin as sagas_admin
+from webhooks import admin as webhooks_admin
 
 from . import selectors, services, state_diagram
 from .errors import ApplicationError
@@ -322,16 +323,22 @@ class BookingAdmin(admin.ModelAdmin):
             },
         ),
         ("Times", {"fields": ("state_changed_at", "created_at", "updated_at")}),
+        ("Webhook events", {"fields": ("webhook_events",)}),
     )
     readonly_fields = (
         *[f.name for f in Booking._meta.fields if f.name != "payment_token"],
         "state_display",
         "time_in_state",
         "saga_link",
+        "webhook_events",
     )
 
     def get_queryset(self, request: HttpRequest):
         return selectors.booking_list()
+
+    @admin.display(description="Events and their deliveries")
+    def webhook_events(self, obj: Booking) -> str:
+        return webhooks_admin.events_table(str(obj.pk))
 
     # Bookings change only through the services (actions below); never by saving the form,
     # which would also overwrite what a worker wrote meanwhile.

@@ -17,6 +17,7 @@ from django.utils import timezone
 from sagas.definition import ACTION, RetryPolicy, SagaDefinition, SagaHooks, Step, StepContext
 from sagas.errors import PermanentError
 
+from . import events
 from .models import Booking
 from .providers import base as providers
 from .providers.guard import guarded
@@ -204,6 +205,7 @@ class BookingHooks(SagaHooks):
 
     def completed(self, saga: Any, target: Booking) -> None:
         target.complete()
+        events.emit(target, "completed")
 
     def compensation_started(self, saga: Any, target: Booking, reason: str) -> None:
         if reason == "fraud_rejected":
@@ -217,9 +219,11 @@ class BookingHooks(SagaHooks):
 
     def compensated(self, saga: Any, target: Booking, reason: str) -> None:
         target.finish_cancellation()
+        events.emit(target, "cancelled", reason=target.cancellation_reason)
 
     def attention_required(self, saga: Any, target: Booking, reason: str) -> None:
         target.require_attention(reason)
+        events.emit(target, "requires_attention", message=events.attention_message(target))
 
     def resumed(self, saga: Any, target: Booking, direction: str) -> None:
         if direction == ACTION:
@@ -232,6 +236,7 @@ class BookingHooks(SagaHooks):
             target.resolve_completed()
         else:
             target.resolve_cancelled()
+        events.emit(target, "resolved")
 
 
 # --- the definition ------------------------------------------------------------------------

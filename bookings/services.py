@@ -21,6 +21,7 @@ from sagas import engine
 from sagas.errors import SagaStateError
 from sagas.models import Saga, time_ordered_id
 
+from . import events
 from .errors import ApplicationError
 from .models import Booking, Resource
 from .providers.base import UNDONE_STATUS
@@ -65,6 +66,7 @@ def _validate(
     return errors
 
 
+@transaction.atomic  # the booking and its booking.created event, or neither
 def booking_create(
     *,
     resource_code: str,
@@ -126,6 +128,7 @@ def booking_create(
             "currency": resource.currency,
         },
     )
+    events.emit(booking, "created")
     return booking
 
 

@@ -24,6 +24,8 @@ from kombu.transport import filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
+DRAIN_SLICE = 0.25
+
 
 class Channel(filesystem.Channel):
     # kombu's two bases name the parameters differently (payload / message): either is "wrong".
@@ -42,3 +44,12 @@ class Channel(filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
+
+    def drain_events(self, connection: Any, timeout: float | None = None) -> Any:  # type: ignore[override]
+        """kombu's, with each poll cut to DRAIN_SLICE seconds. Celery's worker loop for a
+        transport without an event loop drains for 2 s at a time and looks at its shutdown flag
+        only between drains: SIGTERM then took 6-7 s to stop an idle worker, past the 5 s honcho
+        (`make run`) waits before SIGKILL. The loop simply drains again after a short slice."""
+        if timeout is not None:
+            timeout = min(timeout, DRAIN_SLICE)
+        return super().drain_events(connection, timeout=timeout)

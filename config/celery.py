@@ -14,7 +14,7 @@ Worker-side observability is wired here, on Celery's signals:
 import os
 
 from celery import Celery
-from celery.signals import setup_logging, worker_process_shutdown, worker_ready
+from celery.signals import setup_logging, worker_init, worker_process_shutdown, worker_ready
 from django_structlog.celery.steps import DjangoStructLogInitStep
 
 # Fail closed: a process started without DJANGO_SETTINGS_MODULE runs the production settings,
@@ -38,6 +38,20 @@ def _keep_django_logging(**kwargs):
     from django.conf import settings
 
     logging.config.dictConfig(settings.LOGGING)
+
+
+@worker_init.connect
+def _fit_database_pool(sender=None, **kwargs):
+    """A worker under the threads pool runs up to `concurrency` tasks at once in one process,
+    all drawing on that process's database pool: the pool must hold as many connections, or
+    the extra tasks wait for one and fail when DB_POOL_TIMEOUT runs out (their attempts then
+    wait for the sweeper). Prefork and solo run one task per process: nothing to change."""
+    from django.conf import settings
+
+    pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
+    concurrency = getattr(sender, "concurrency", None)
+    if isinstance(pool, dict) and isinstance(concurrency, int):
+        pool["max_size"] = max(pool.get("max_size", 1), concurrency)
 
 
 @worker_ready.connect

@@ -2,7 +2,9 @@
 
 DRF's own exceptions (validation, authentication, throttling, parsing...) keep their status and
 headers (`WWW-Authenticate`, `Retry-After`); the application's ApplicationError keeps the status
-its service chose; anything else becomes a 500 with the same shape and no traceback."""
+its service chose; a database, cache or broker that is down or saturated gives 503 with
+`Retry-After` (ops/unavailable.py); anything else becomes a 500 with the same shape and no
+traceback."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from bookings.errors import ApplicationError
+from ops.unavailable import is_unavailable, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,17 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, ApplicationError):
         fields = {k: _flatten(v) for k, v in exc.extra.items()}
         return Response(error_body(exc.code, exc.message, fields), status=exc.status)
+    if is_unavailable(exc):
+        # Temporary, and nothing was half done (each write is one transaction): come back later.
+        log.warning("service unavailable in %s: %r", type(context.get("view")).__name__, exc)
+        return Response(
+            error_body(
+                "service_unavailable",
+                "The service is temporarily unavailable; retry after the time in Retry-After.",
+            ),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": retry_after()},
+        )
     if isinstance(exc, RequestDataTooBig):
         return Response(
             error_body("request_too_large", "The request body is too large."),

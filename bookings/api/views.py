@@ -16,6 +16,7 @@ from rest_framework.response import Response
 
 from bookings import services
 from bookings.models import Booking, Resource
+from ops.unavailable import is_unavailable
 from sagas.models import SagaStep
 
 from . import idempotency, prefer
@@ -62,9 +63,11 @@ PREFER = OpenApiParameter(
     "Prefer",
     OpenApiTypes.STR,
     OpenApiParameter.HEADER,
-    description="RFC 7240. `wait=<seconds>` (at most 30): answer when the booking is completed, "
+    description="RFC 7240. `wait=<seconds>` (at most 20): answer when the booking is completed, "
     "cancelled or requires_attention, or when the time is up, whichever comes first. The "
-    "answer then carries `Preference-Applied: wait=<seconds>`.",
+    "answer then carries `Preference-Applied: wait=<seconds>`. When too many requests of the "
+    "server are waiting already, the preference is ignored: the answer comes at once, without "
+    "`Preference-Applied`.",
 )
 
 
@@ -83,11 +86,14 @@ COMMON_HEADERS = [RETRY_AFTER, WWW_AUTHENTICATE]
 
 
 def _with_wait(request: Request, booking_id: Any) -> dict[str, str]:
-    """Honour `Prefer: wait` (outside any transaction); the response headers it calls for."""
+    """Honour `Prefer: wait` (outside any transaction) when a wait slot of this process is free;
+    the response headers it calls for (none when the preference was not applied)."""
     seconds = prefer.requested_wait(request.headers.get("Prefer"))
     if seconds is None:
         return {}
-    prefer.wait_until_settled(booking_id, seconds)
+    with prefer.wait_slot() as granted:
+        if not granted or not prefer.wait_until_settled(booking_id, seconds):
+            return {}
     return {"Preference-Applied": f"wait={seconds}"}
 
 
@@ -213,10 +219,17 @@ class BookingListCreateView(VisibleBookingsMixin, generics.ListAPIView):
         body = result.body
         waited = _with_wait(request, result.booking_id)
         if waited:
-            headers.update(waited)
-            body = self._represent(result.booking_id)
-            if key is not None:
-                idempotency.update_response(owner=request.user, key=key, body=body)
+            try:
+                body = self._represent(result.booking_id)
+                if key is not None:
+                    idempotency.update_response(owner=request.user, key=key, body=body)
+            except Exception as exc:
+                # The booking is committed: a 503 now would invite a retry that, without an
+                # Idempotency-Key, books twice. Answer with it as it was created.
+                if not is_unavailable(exc):
+                    raise
+            else:
+                headers.update(waited)
         return Response(body, status=result.status, headers=headers)
 
     def _represent(self, booking_id: Any) -> dict[str, Any]:

@@ -42,7 +42,9 @@ def env_json(name: str, default: Any) -> Any:
 
 def sqlite_database(path: Path) -> dict:
     """SQLite tuned for several processes: WAL, IMMEDIATE transactions (a writer takes the lock
-    at BEGIN, so two workers never deadlock upgrading a read lock) and a generous busy timeout."""
+    at BEGIN, so two workers never deadlock upgrading a read lock) and a generous busy timeout.
+    Its directory is created here: SQLite creates the file, never the directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": str(path),
@@ -55,7 +57,18 @@ def sqlite_database(path: Path) -> dict:
     }
 
 
-def database_from_env(default_sqlite: Path) -> dict:
+def database_from_env(default_sqlite: Path, *, pool: bool | None = None) -> dict:
+    """The default database from DATABASE_URL (SQLite at `default_sqlite` without it).
+
+    PostgreSQL goes through psycopg's connection pool (Django's OPTIONS["pool"]), one pool per
+    process, so that a process never holds more connections than it runs requests or tasks at
+    once: the dev server starts a thread per request, and with persistent connections per
+    thread 16 busy clients took all of PostgreSQL's 100. A request that finds every connection
+    of its process busy waits up to DB_POOL_TIMEOUT seconds, then gets 503 (config/unavailable.py)
+    instead of opening one more. `pool=False` (or DB_POOL=0, e.g. behind PgBouncer): one
+    persistent connection per thread, kept DB_CONN_MAX_AGE seconds. README "Production
+    deployment" says how many connections each process needs.
+    """
     url = os.environ.get("DATABASE_URL")
     if not url:
         return sqlite_database(default_sqlite)
@@ -73,6 +86,22 @@ def database_from_env(default_sqlite: Path) -> dict:
             "server_side_binding": env_bool("DB_SERVER_SIDE_BINDING", True),
             "prepare_threshold": env_int("DB_PREPARE_THRESHOLD", 5),
         }
+        if env_bool("DB_POOL", True) if pool is None else pool:
+            # The pool keeps the connections; Django hands its connection back after each
+            # request or task (CONN_MAX_AGE must be 0), and the pool checks a connection before
+            # lending it again, so one broken by a database restart is replaced, not used.
+            config["CONN_MAX_AGE"] = 0
+            config["CONN_HEALTH_CHECKS"] = True
+            config["OPTIONS"]["pool"] = {
+                "min_size": env_int("DB_POOL_MIN_SIZE", 1),
+                # gunicorn's config sets it to the worker's thread count (config/gunicorn.py).
+                "max_size": env_int("DB_POOL_MAX_SIZE", 4),
+                "timeout": float(env("DB_POOL_TIMEOUT", "5")),
+                # psycopg_pool retries a failed connection with doubling delays until this runs
+                # out, then the next request starts afresh: a database back after an outage is
+                # used again within seconds, not after a delay as long as the outage.
+                "reconnect_timeout": float(env("DB_POOL_RECONNECT_TIMEOUT", "10")),
+            }
     return config
 
 
@@ -93,6 +122,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "sagas",
+    "webhooks",
     "bookings",
     "bookings.providers",
     # Production readiness: /health/, /metrics, structured request logs.
@@ -117,6 +147,8 @@ MIDDLEWARE = [
     # request; the Celery receiver carries them in task headers into the saga's tasks.
     "django_structlog.middlewares.RequestMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Innermost: a view failing on a database or broker that is down answers 503.
+    "ops.unavailable.UnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -139,6 +171,8 @@ TEMPLATES = [
 
 DATA_DIR = Path(env("DATA_DIR", str(BASE_DIR / "var")))
 DATABASES = {"default": database_from_env(DATA_DIR / "db.sqlite3")}
+# Retry-After (seconds) of the 503 given while the database, cache or broker is unavailable.
+RETRY_AFTER_UNAVAILABLE = env_int("RETRY_AFTER_UNAVAILABLE", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -235,6 +269,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "bookings.tasks.purge_expired_idempotency_keys",
         "schedule": 3600.0,
     },
+    "sweep-webhook-deliveries": {
+        "task": "webhooks.tasks.sweep",
+        "schedule": float(env("WEBHOOK_SWEEP_INTERVAL", "10")),
+    },
 }
 
 # --- Sagas --------------------------------------------------------------------------------
@@ -320,7 +358,10 @@ def celery_queues(default_queue: str, step_queues: dict[str, str]) -> list[Queue
     return [Queue(name, Exchange(name), routing_key=name) for name in names]
 
 
-CELERY_TASK_QUEUES = celery_queues(CELERY_TASK_DEFAULT_QUEUE, BOOKING_QUEUES)
+WEBHOOK_QUEUE = env("WEBHOOK_QUEUE", "webhooks")  # deliveries: apart from every saga's queue
+CELERY_TASK_QUEUES = celery_queues(
+    CELERY_TASK_DEFAULT_QUEUE, {**BOOKING_QUEUES, "webhooks": WEBHOOK_QUEUE}
+)
 # Calls per second / minute allowed to each provider across *all* workers, e.g.
 # BOOKING_PROVIDER_RATE_LIMITS='{"payments": "20/s", "email": "600/m"}'. Enforced by a shared
 # counter in the coordination cache (bookings/providers/guard.py), not by Celery's rate_limit,
@@ -435,4 +476,62 @@ DEMO_DATA_ALLOWED = False
 # Idempotency-Key records are kept this long (seconds); a key reused later starts afresh.
 API_IDEMPOTENCY_TTL = env_int("API_IDEMPOTENCY_TTL", 24 * 3600)
 # The longest `Prefer: wait=<seconds>` honoured (RFC 7240); longer requests are cut to this.
-API_PREFER_WAIT_MAX = env_int("API_PREFER_WAIT_MAX", 30)
+# config/gunicorn.py refuses to start unless it is well below the worker timeout (and has the
+# same default: tests/production/test_web_tier.py checks they agree).
+API_PREFER_WAIT_MAX = env_int("API_PREFER_WAIT_MAX", 20)
+# How many requests of one web process may wait at once; more are answered without waiting.
+# gunicorn's config sets it to half its threads; this default is for the dev server.
+API_PREFER_WAIT_CONCURRENCY = env_int("API_PREFER_WAIT_CONCURRENCY", 4)
+
+
+# --- Webhooks (webhooks/, docs/webhooks.md) ---------------------------------------------------
+# The event types a client may subscribe to; an endpoint with none listed receives them all.
+WEBHOOK_EVENT_TYPES = [
+    "booking.created",
+    "booking.completed",
+    "booking.cancelled",
+    "booking.requires_attention",
+    "booking.resolved",
+]
+# Seconds to wait before each retry after a failed attempt (Standard Webhooks / Svix-like,
+# stretched to about three days): attempt n+1 waits the n-th delay; after the last one the
+# delivery has failed for good. 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 20 h.
+WEBHOOK_RETRY_SCHEDULE = env_json(
+    "WEBHOOK_RETRY_SCHEDULE", [5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 72000]
+)
+# Receivers must use https (off only for `make run` and the tests) and may not resolve to a
+# loopback, link-local, private or reserved address, unless it is in these networks (CIDR).
+WEBHOOK_REQUIRE_HTTPS = env_bool("WEBHOOK_REQUIRE_HTTPS", True)
+WEBHOOK_ALLOWED_NETWORKS = [n for n in env("WEBHOOK_ALLOWED_NETWORKS", "").split(",") if n]
+# One attempt: connect within, and get the whole answer within, these many seconds.
+WEBHOOK_CONNECT_TIMEOUT = float(env("WEBHOOK_CONNECT_TIMEOUT", "5"))
+WEBHOOK_TIMEOUT = float(env("WEBHOOK_TIMEOUT", "10"))
+# At most this many attempts in flight per endpoint (the others wait WEBHOOK_DEFER seconds
+# without spending a retry), so one slow receiver holds at most that many worker processes.
+# An attempt holds one of its endpoint's slots at most this many seconds past its timeouts (a
+# worker that died mid-attempt gives its slot back then).
+WEBHOOK_LEASE_MARGIN = float(env("WEBHOOK_LEASE_MARGIN", "30"))
+WEBHOOK_ENDPOINT_CONCURRENCY = env_int("WEBHOOK_ENDPOINT_CONCURRENCY", 2)
+WEBHOOK_DEFER = float(env("WEBHOOK_DEFER", "0.5"))
+# Circuit per endpoint: after this many failed attempts in a row its deliveries wait
+# `cool_down` seconds (without spending retries), then one probe at a time until one succeeds.
+WEBHOOK_CIRCUIT = env_json("WEBHOOK_CIRCUIT", {"failure_threshold": 5, "cool_down": 60})
+# An endpoint whose attempts have all failed for this long is disabled; its owner and the
+# operators (ADMINS) are told.
+WEBHOOK_DISABLE_AFTER = env_int("WEBHOOK_DISABLE_AFTER", 5 * 24 * 3600)
+# A retry due within this many seconds is sent with a countdown; a later one by the sweeper
+# (a broker holds countdown messages unacknowledged, CELERY_VISIBILITY_TIMEOUT).
+WEBHOOK_COUNTDOWN_MAX = float(env("WEBHOOK_COUNTDOWN_MAX", "300"))
+# The sweeper sends a due delivery again when its message has not been taken this long after
+# it was due (lost between commit and broker, or its worker died).
+WEBHOOK_REDISPATCH_AFTER = float(env("WEBHOOK_REDISPATCH_AFTER", "60"))
+WEBHOOK_SWEEP_BATCH = env_int("WEBHOOK_SWEEP_BATCH", 500)
+# A delivery sent again this many times by the sweeper without any outcome has failed.
+WEBHOOK_MAX_DISPATCHES = env_int("WEBHOOK_MAX_DISPATCHES", 10)
+# The events feed hides events younger than this (seconds), so that a transaction that took
+# its event id earlier but committed later is not skipped by a client reading `after=<id>`.
+WEBHOOK_FEED_SETTLE = float(env("WEBHOOK_FEED_SETTLE", "2"))
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
+    **SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"],  # type: ignore[dict-item]
+    "EventTypeEnum": WEBHOOK_EVENT_TYPES,
+}

@@ -21,3 +21,8 @@ INSTALLED_APPS = ["sandbox", *INSTALLED_APPS]
 BOOKING_PROVIDERS = booking_providers(SANDBOX_PROVIDERS)
 # The demo data of `make run` (a superuser with a generated password, an API client).
 DEMO_DATA_ALLOWED = True
+# The demo's webhook receiver (`make run`) listens on http://127.0.0.1.
+WEBHOOK_REQUIRE_HTTPS = env_bool("WEBHOOK_REQUIRE_HTTPS", False)
+WEBHOOK_ALLOWED_NETWORKS = [
+    n for n in env("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32").split(",") if n
+]

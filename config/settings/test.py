@@ -57,7 +57,22 @@ LOGGING = logging_config(env("LOG_LEVEL", "WARNING"), json=env("LOG_FORMAT", "co
 BOOKING_QUEUES = {
     kind: env(f"BOOKING_QUEUE_{kind.upper()}", CELERY_TASK_DEFAULT_QUEUE) for kind in BOOKING_QUEUES
 }
-CELERY_TASK_QUEUES = celery_queues(CELERY_TASK_DEFAULT_QUEUE, BOOKING_QUEUES)
+# Webhook deliveries on a queue of this run's own; receivers are local, retries seconds apart.
+WEBHOOK_QUEUE = env("WEBHOOK_QUEUE", f"{CELERY_TASK_DEFAULT_QUEUE}-webhooks")
+CELERY_TASK_QUEUES = celery_queues(
+    CELERY_TASK_DEFAULT_QUEUE, {**BOOKING_QUEUES, "webhooks": WEBHOOK_QUEUE}
+)
+WEBHOOK_RETRY_SCHEDULE = env_json("WEBHOOK_RETRY_SCHEDULE", [1, 2, 3, 3])
+WEBHOOK_REQUIRE_HTTPS = False
+WEBHOOK_ALLOWED_NETWORKS = [
+    n for n in env("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32").split(",") if n
+]
+WEBHOOK_TIMEOUT = float(env("WEBHOOK_TIMEOUT", "2"))
+WEBHOOK_CONNECT_TIMEOUT = 1.0
+WEBHOOK_DEFER = 0.2
+WEBHOOK_LEASE_MARGIN = float(env("WEBHOOK_LEASE_MARGIN", "2"))
+WEBHOOK_REDISPATCH_AFTER = float(env("WEBHOOK_REDISPATCH_AFTER", "5"))
+WEBHOOK_FEED_SETTLE = 0.0
 # Tests keep their own SQLite file and filesystem queue, apart from a running `make run`.
 TEST_DATA_DIR = Path(env("DATA_DIR", str(BASE_DIR / "var"))) / "test"
 TEST_DATA_DIR.mkdir(parents=True, exist_ok=True)

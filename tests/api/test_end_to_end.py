@@ -17,13 +17,13 @@ def test_create_with_prefer_wait_then_cancel_after_completion_voids_the_hold(
     worker, client_for, garden
 ):
     alice: APIClient = client_for(username="alice")
-    created = alice.post("/api/v1/bookings/", booking_body(), format="json", HTTP_PREFER="wait=30")
-    assert created.status_code == 201 and created["Preference-Applied"] == "wait=30"
+    created = alice.post("/api/v1/bookings/", booking_body(), format="json", HTTP_PREFER="wait=20")
+    assert created.status_code == 201 and created["Preference-Applied"] == "wait=20"
     body = created.json()
     assert (body["state"], body["payment_status"]) == ("completed", "authorized")
     url = f"/api/v1/bookings/{body['id']}/"
 
-    cancelled = alice.post(f"{url}cancel/", HTTP_PREFER="wait=30")
+    cancelled = alice.post(f"{url}cancel/", HTTP_PREFER="wait=20")
     assert cancelled.status_code == 202
     body = cancelled.json()
     assert (body["state"], body["cancellation_reason"], body["payment_status"]) == (

@@ -168,7 +168,8 @@ def test_health_reports_every_dependency_and_an_open_circuit_only_as_a_warning(
     start_worker, settings, capsys
 ):
     settings.HEALTH_WORKER_PING_TIMEOUT = 2
-    start_worker("health")
+    # A consumer on every queue, the webhooks' too (a queue without one is unavailable).
+    start_worker("health", queues=",".join(q.name for q in settings.CELERY_TASK_QUEUES))
     ok = Client().get("/health/", HTTP_ACCEPT="application/json")
     assert ok.status_code == 200, ok.content
     report = ok.json()
