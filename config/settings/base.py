@@ -121,6 +121,8 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    # Swagger UI and Redoc served from our own static files: the docs work with no internet.
+    "drf_spectacular_sidecar",
     "sagas",
     "webhooks",
     "bookings",
@@ -461,6 +463,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "COMPONENT_SPLIT_REQUEST": True,
+    # Pinned copies shipped by drf-spectacular-sidecar, not a CDN's @latest: /api/v1/docs/ and
+    # /api/v1/redoc/ work offline and do not change under us.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "BookingStateEnum": "bookings.models.Booking.State",
         "CancellationReasonEnum": "bookings.models.Booking.CancellationReason",
