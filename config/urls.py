@@ -2,13 +2,16 @@ from django.contrib import admin
 from django.urls import include, path
 
 from ops.health import WEB_CHECKS, HealthView
+from ops.index import ApiRootView, home
 from ops.metrics import metrics_view
 
 # A database or cache that is down while a middleware reads it (the session) gives 503, not 500.
 handler500 = "ops.unavailable.server_error"
 
 urlpatterns = [
+    path("", home, name="home"),
     path("admin/", admin.site.urls),
+    path("api/v1/", ApiRootView.as_view(), name="api-root"),
     path("api/v1/", include("bookings.api.urls")),
     path("api/v1/", include("webhooks.api.urls")),
     # Probes and scraping: expose them on the internal network only (README, Production).
