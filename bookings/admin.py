@@ -41,7 +41,7 @@ State = Booking.State
 
 @admin.register(Resource)
 class ResourceAdmin(admin.ModelAdmin):
-    list_display = ("code", "name", "capacity", "nightly_price", "currency", "active")
+    list_display = ("code", "name", "capacity", "nightly_price", "currency", "timezone", "active")
 
 
 # --- operator actions --------------------------------------------------------------------------

@@ -3,9 +3,12 @@ each one changes database fields and nothing else (side effects run in the saga'
 which call these transitions to record their outcome)."""
 
 import secrets
+import zoneinfo
+from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
@@ -14,8 +17,25 @@ from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transi
 from sagas.models import time_ordered_id
 
 
+def default_timezone() -> str:
+    """A new resource's timezone: BOOKING_DEFAULT_TIMEZONE (by default TIME_ZONE)."""
+    name: str = settings.BOOKING_DEFAULT_TIMEZONE
+    return name
+
+
+def validate_timezone(name: str) -> None:
+    """An IANA timezone name this machine's tz database knows, e.g. Europe/Paris."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(
+            f"Unknown timezone {name!r}: give an IANA name such as Europe/Paris."
+        ) from None
+
+
 class Resource(models.Model):
-    """A bookable unit: at most `capacity` confirmed bookings on any night."""
+    """A bookable unit: at most `capacity` confirmed bookings on any night. Its dates (check-in,
+    check-out, "today") are local dates in its own timezone."""
 
     code = models.SlugField(max_length=32, unique=True)
     name = models.CharField(max_length=120)
@@ -25,12 +45,23 @@ class Resource(models.Model):
     )
     currency = models.CharField(max_length=3, default="EUR")
     active = models.BooleanField(default=True)
+    timezone = models.CharField(
+        max_length=64,
+        default=default_timezone,
+        validators=[validate_timezone],
+        help_text="IANA name, e.g. America/Los_Angeles: where its 'today' is judged.",
+    )
 
     class Meta:
         ordering = ["code"]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.code})"
+
+    def local_today(self) -> date:
+        """Today's date where the resource is: a hotel west of UTC still takes same-day
+        bookings in its evening, when the UTC date has already moved on."""
+        return timezone.localdate(timezone=zoneinfo.ZoneInfo(self.timezone))
 
 
 def new_reference() -> str:

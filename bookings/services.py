@@ -34,12 +34,19 @@ TOKEN_PATTERN = re.compile(r"^(tok|pm)_[A-Za-z0-9_]{1,60}$")
 
 
 def _validate(
-    *, check_in: date, check_out: date, guest_name: str, guest_email: str, payment_token: str
+    *,
+    today: date,
+    check_in: date,
+    check_out: date,
+    guest_name: str,
+    guest_email: str,
+    payment_token: str,
 ) -> dict[str, list[str]]:
-    """Every field's errors, empty when the booking may be made. The horizon (furthest check-in,
-    longest stay) comes from settings, read per call so that a deployment can change it."""
+    """Every field's errors, empty when the booking may be made. `today` is the resource's
+    local date: "in the past" and the horizon are judged where the guest sleeps. The horizon
+    (furthest check-in, longest stay) comes from settings, read per call so that a deployment
+    can change it."""
     errors: dict[str, list[str]] = {}
-    today = timezone.localdate()
     max_days_ahead: int = settings.BOOKING_MAX_DAYS_AHEAD
     max_nights: int = settings.BOOKING_MAX_NIGHTS
     if check_in < today:
@@ -79,14 +86,17 @@ def booking_create(
 ) -> Booking:
     """Create a booking and start its saga. The amount is computed here (nightly price x nights);
     the first step's message leaves after commit."""
+    resource = Resource.objects.filter(code=resource_code, active=True).first()
     errors = _validate(
+        # An unknown resource is refused below; its dates are still checked against the
+        # deployment's own date so that every field's errors come back at once.
+        today=resource.local_today() if resource else timezone.localdate(),
         check_in=check_in,
         check_out=check_out,
         guest_name=guest_name,
         guest_email=guest_email,
         payment_token=payment_token,
     )
-    resource = Resource.objects.filter(code=resource_code, active=True).first()
     if resource is None:
         errors.setdefault("resource", []).append(f"No bookable resource {resource_code!r}.")
     if errors:

@@ -42,7 +42,7 @@ SKIPPED_STEP = "Skipped: the booking was cancelled before this step ran."
 class ResourceSerializer(serializers.ModelSerializer):
     class Meta:
         model = Resource
-        fields = ["code", "name", "nightly_price", "currency"]
+        fields = ["code", "name", "nightly_price", "currency", "timezone"]
 
 
 class StepSerializer(serializers.ModelSerializer):

@@ -185,6 +185,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
+# Dates and times shown as Y-m-d H:i:s everywhere in the admin (config/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["config.formats"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -478,6 +480,9 @@ SPECTACULAR_SETTINGS = {
 # (a card hold cannot wait years for its stay), and the longest stay, in nights.
 BOOKING_MAX_DAYS_AHEAD = env_int("BOOKING_MAX_DAYS_AHEAD", 730)
 BOOKING_MAX_NIGHTS = env_int("BOOKING_MAX_NIGHTS", 30)
+# A new resource's timezone (Resource.timezone, an IANA name): "today" for "check-in cannot be
+# in the past" and for the horizon is the resource's local date.
+BOOKING_DEFAULT_TIMEZONE = env("BOOKING_DEFAULT_TIMEZONE", TIME_ZONE)
 # seed_demo creates a superuser and an API client: only settings that say so allow it (local).
 DEMO_DATA_ALLOWED = False
 # Idempotency-Key records are kept this long (seconds); a key reused later starts afresh.

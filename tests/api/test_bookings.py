@@ -324,7 +324,13 @@ def test_resources_lists_the_active_ones(alice):
     ResourceFactory(code="garden-room")
     ResourceFactory(code="closed", active=False)
     assert alice.get("/api/v1/resources/").json() == [
-        {"code": "garden-room", "name": "Garden Room", "nightly_price": "100.00", "currency": "EUR"}
+        {
+            "code": "garden-room",
+            "name": "Garden Room",
+            "nightly_price": "100.00",
+            "currency": "EUR",
+            "timezone": "UTC",  # BOOKING_DEFAULT_TIMEZONE: the test settings' TIME_ZONE
+        }
     ]
 
 
