@@ -24,7 +24,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
@@ -267,10 +267,10 @@ class BookingAdmin(admin.ModelAdmin):
         "state_display",
         "time_in_state",
         "failing_step",
-        "resource",
+        "resource_code",
         "check_in",
-        "guest_email",
-        "created_at",
+        "guest",
+        "created",
     )
     list_display_links = ("reference",)
     list_filter = (
@@ -368,7 +368,8 @@ class BookingAdmin(admin.ModelAdmin):
 
     @admin.display(description="in state for", ordering="state_changed_at")
     def time_in_state(self, obj: Booking) -> str:
-        return timesince(obj.state_changed_at, timezone.now())
+        # The largest unit only ("2 hours", not "2 hours, 13 minutes"): one short line.
+        return timesince(obj.state_changed_at, timezone.now(), depth=1)
 
     @admin.display(description="failing step")
     def failing_step(self, obj: Booking) -> str:
@@ -377,8 +378,28 @@ class BookingAdmin(admin.ModelAdmin):
         if not name or obj.state == State.COMPLETED:
             return "-"
         where = name if obj.failing_direction == "action" else f"{name} (undo)"
-        error = (obj.failing_error or "")[:80]
-        return format_html('<span title="{}">{}</span>: {}', obj.failing_error, where, error)
+        text = f"{where}: {obj.failing_error or ''}"
+        # One line in the list (the style sheet cuts it with an ellipsis); all of it on hover.
+        return format_html('<span class="failing-step" title="{}">{}</span>', text, text)
+
+    # Short columns keep the list readable at 1280 px (one line per booking); the long text
+    # stays one hover away, in the title.
+    @admin.display(description="resource", ordering="resource__code")
+    def resource_code(self, obj: Booking) -> str:
+        return format_html(
+            '<span class="resource-code" title="{}">{}</span>', obj.resource.name, obj.resource.code
+        )
+
+    @admin.display(description="guest e-mail", ordering="guest_email")
+    def guest(self, obj: Booking) -> str:
+        return format_html(
+            '<span class="guest-email" title="{}">{}</span>', obj.guest_email, obj.guest_email
+        )
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: Booking) -> str:
+        # The list's short form of the admin's one format (config/formats): no seconds.
+        return formats.date_format(timezone.localtime(obj.created_at), "SHORT_DATETIME_FORMAT")
 
     @admin.display(description="saga")
     def saga_link(self, obj: Booking) -> str:
