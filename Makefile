@@ -23,12 +23,19 @@ install: $(VENV)/.installed
 ## make run: the whole app (web, worker, beat) on SQLite and the filesystem broker, or on
 ## PostgreSQL/Redis (or RabbitMQ) when DATABASE_URL / CELERY_BROKER_URL are set, on
 ## http://127.0.0.1:$(PORT) (HOST=0.0.0.0 for every interface). Ctrl-C stops everything.
+# The banner (demo_info) waits in the background until /health/ answers, so that it comes after
+# the processes' start-up output instead of scrolling away under the Celery banner. Web, worker
+# and beat share one prometheus_client multiprocess directory, emptied at each start: /metrics
+# then shows the worker's saga and provider metrics too, not only the web process's.
+RUN_METRICS = $${DATA_DIR:-var}/metrics/run
 run: install
 	mkdir -p "$${DATA_DIR:-var}"
 	$(LOCAL) $(PY) manage.py migrate --noinput -v0
 	$(LOCAL) $(PY) manage.py seed_demo
-	$(LOCAL) $(PY) manage.py demo_info --port $(PORT)
-	$(LOCAL) WEB_HOST=$(HOST) WEB_PORT=$(PORT) exec $(VENV)/bin/honcho -f Procfile.dev start
+	rm -rf "$(RUN_METRICS)" && mkdir -p "$(RUN_METRICS)"
+	$(LOCAL) $(PY) manage.py demo_info --port $(PORT) --after-start 120 & \
+	$(LOCAL) WEB_HOST=$(HOST) WEB_PORT=$(PORT) PROMETHEUS_MULTIPROC_DIR="$(RUN_METRICS)" \
+	  exec $(VENV)/bin/honcho -f Procfile.dev start
 
 ## make smoke: what a new user does, from a fresh clone of this repository's HEAD: make run on
 ## SQLite + the filesystem broker, then PostgreSQL + Redis (SMOKE_BACKENDS to choose; rabbitmq

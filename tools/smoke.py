@@ -157,6 +157,19 @@ def banner_curl(text: str) -> str:
     return match.group(1)
 
 
+def wait_for_banner(log_path: Path, timeout: float = 150) -> str:
+    """The banner's create curl line, once make run has printed it: the banner waits for the
+    processes to be up (demo_info --after-start), so it may come after the web answers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return banner_curl(log_path.read_text(errors="replace"))
+        except SmokeFailure:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def run_banner_curl(command: str, base: str, log_path: Path) -> tuple[str, str]:
     """Run the banner's curl line as a user pastes it; the booking id and the API token."""
     token_match = re.search(r"Authorization: Token ([0-9a-f]+)", command)
@@ -347,7 +360,7 @@ def smoke(name: str, clone: Path, port: int, clients: int, per_client: int) -> s
         local = {line.split()[3] for line in sockets if line.strip()}
         if local != {f"127.0.0.1:{port}"}:
             raise SmokeFailure(f"{name}: listening on {sorted(local)}, not 127.0.0.1 only")
-        booking_id, token = run_banner_curl(banner_curl(log_path.read_text()), base, log_path)
+        booking_id, token = run_banner_curl(wait_for_banner(log_path), base, log_path)
         wait_for_states(base, token, [booking_id], {"completed"}, timeout=120)
         log(f"{name}: the banner's booking {booking_id} completed")
 

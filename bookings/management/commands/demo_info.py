@@ -1,5 +1,7 @@
 import os
 import shlex
+import time
+import urllib.request
 import uuid
 from datetime import timedelta
 
@@ -42,6 +44,29 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument(
+            "--after-start",
+            type=float,
+            default=0,
+            metavar="SECONDS",
+            help="wait (at most SECONDS) until the web server's /health/ answers 200 (with a "
+            "broker that can ping them, once the workers answer too), so that the banner is "
+            "printed after the processes' own start-up banners, not scrolled away under them",
+        )
+
+    def wait_for_start(self, base: str, seconds: float, parent: int) -> bool:
+        """Poll /health/ until it answers 200, for at most `seconds` and while `parent` (make
+        run's honcho) is still this process's parent. True once it answered."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and os.getppid() == parent:
+            try:
+                with urllib.request.urlopen(f"{base}/health/", timeout=5) as answer:  # noqa: S310
+                    if answer.status == 200:
+                        return True
+            except OSError:  # not listening yet, or a 500 (URLError) while the workers start
+                pass
+            time.sleep(0.5)
+        return False
 
     def handle(self, *args, **options) -> None:
         refuse_unless_demo_allowed("demo_info")
@@ -52,11 +77,24 @@ class Command(BaseCommand):
         client = get_user_model().objects.get(username=CLIENT)
         token, _ = Token.objects.get_or_create(user=client)
         base = f"http://127.0.0.1:{options['port']}"
+        if options["after_start"]:
+            parent = os.getppid()
+            try:
+                started = self.wait_for_start(base, options["after_start"], parent)
+            except KeyboardInterrupt:  # Ctrl-C before the processes were up: nobody to tell
+                return
+            if os.getppid() != parent:  # make run stopped meanwhile: nobody to tell either
+                return
+            if not started:
+                self.stderr.write(
+                    f"{base}/health/ did not answer 200 within {options['after_start']:.0f} s: "
+                    "see the processes' output above."
+                )
         check_in = timezone.localdate() + timedelta(days=7)
         check_out = check_in + timedelta(days=2)
         self.stdout.write(
             f"""
-Booking operations platform is starting (web, worker, beat). Ctrl-C stops everything.
+Booking operations platform is running (web, worker, beat). Ctrl-C stops everything.
 
   Admin:      {base}/admin/   login {ADMIN} / {password}
               (generated for this machine; kept in {path})
