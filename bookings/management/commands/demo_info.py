@@ -1,7 +1,7 @@
+import http.client
 import os
 import shlex
 import time
-import urllib.request
 import uuid
 from datetime import timedelta
 
@@ -39,6 +39,10 @@ def command_prefix() -> str:
     return f"cd {shlex.quote(str(settings.BASE_DIR))} && {assignments} .venv/bin/python manage.py"
 
 
+# Seconds the banner waits after the web answers when the workers cannot be pinged.
+WORKER_GRACE = 3
+
+
 class Command(BaseCommand):
     help = "Print how to reach the demo started by `make run`: logins, token, URLs, examples."
 
@@ -54,18 +58,26 @@ class Command(BaseCommand):
             "printed after the processes' own start-up banners, not scrolled away under them",
         )
 
-    def wait_for_start(self, base: str, seconds: float, parent: int) -> bool:
-        """Poll /health/ until it answers 200, for at most `seconds` and while `parent` (make
-        run's honcho) is still this process's parent. True once it answered."""
+    def wait_for_start(self, port: int, seconds: float, parent: int) -> bool:
+        """Poll 127.0.0.1:`port`/health/ until it answers 200, for at most `seconds` and while
+        `parent` (make run's honcho) is still this process's parent. True once it answered."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and os.getppid() == parent:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             try:
-                with urllib.request.urlopen(f"{base}/health/", timeout=5) as answer:  # noqa: S310
-                    if answer.status == 200:
-                        return True
-            except OSError:  # not listening yet, or a 500 (URLError) while the workers start
+                connection.request("GET", "/health/", headers={"Accept": "application/json"})
+                answer = connection.getresponse()
+                if answer.status == 200:
+                    if "cannot be pinged" in answer.read().decode():
+                        # The filesystem broker cannot ping workers: the web is up, and the
+                        # worker, started with it, needs about a second more for its banner.
+                        time.sleep(WORKER_GRACE)
+                    return True
+            except OSError:  # not listening yet
                 pass
-            time.sleep(0.5)
+            finally:
+                connection.close()
+            time.sleep(1)  # also after a 500: the workers are starting
         return False
 
     def handle(self, *args, **options) -> None:
@@ -80,7 +92,7 @@ class Command(BaseCommand):
         if options["after_start"]:
             parent = os.getppid()
             try:
-                started = self.wait_for_start(base, options["after_start"], parent)
+                started = self.wait_for_start(options["port"], options["after_start"], parent)
             except KeyboardInterrupt:  # Ctrl-C before the processes were up: nobody to tell
                 return
             if os.getppid() != parent:  # make run stopped meanwhile: nobody to tell either
