@@ -33,7 +33,7 @@ run: install
 	$(LOCAL) $(PY) manage.py migrate --noinput -v0
 	$(LOCAL) $(PY) manage.py seed_demo
 	rm -rf "$(RUN_METRICS)" && mkdir -p "$(RUN_METRICS)"
-	$(LOCAL) $(PY) manage.py demo_info --port $(PORT) --after-start 120 & \
+	$(LOCAL) $(PY) manage.py demo_info --port $(PORT) --after-start 120 --parent $$$$ & \
 	$(LOCAL) WEB_HOST=$(HOST) WEB_PORT=$(PORT) PROMETHEUS_MULTIPROC_DIR="$(RUN_METRICS)" \
 	  exec $(VENV)/bin/honcho -f Procfile.dev start
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -79,3 +81,19 @@ def test_with_nothing_answering_the_banner_still_comes_with_a_note(demo, health)
     assert 2 <= health.requests <= 4
     assert "did not answer 200 within 2 s" in err.getvalue()
     assert "curl -s -X POST" in out.getvalue()
+
+
+def test_once_make_run_is_gone_the_banner_gives_up_silently(demo, health):
+    health.failures = 10_000
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # reaped: its pid names no process now
+    out, err = io.StringIO(), io.StringIO()
+    started = time.monotonic()
+    call_command(
+        "demo_info",
+        *("--port", str(health.port), "--after-start", "30", "--parent", str(gone.pid)),
+        stdout=out,
+        stderr=err,
+    )
+    assert time.monotonic() - started < 5
+    assert out.getvalue() == "" and err.getvalue() == ""

@@ -39,6 +39,16 @@ def command_prefix() -> str:
     return f"cd {shlex.quote(str(settings.BASE_DIR))} && {assignments} .venv/bin/python manage.py"
 
 
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
+
+
 # Seconds the banner waits after the web answers when the workers cannot be pinged.
 WORKER_GRACE = 3
 
@@ -57,12 +67,20 @@ class Command(BaseCommand):
             "broker that can ping them, once the workers answer too), so that the banner is "
             "printed after the processes' own start-up banners, not scrolled away under them",
         )
+        parser.add_argument(
+            "--parent",
+            type=int,
+            default=0,
+            metavar="PID",
+            help="with --after-start: stop waiting, and print nothing, once process PID has "
+            "exited (make run passes its honcho's; default: this command's parent)",
+        )
 
     def wait_for_start(self, port: int, seconds: float, parent: int) -> bool:
         """Poll 127.0.0.1:`port`/health/ until it answers 200, for at most `seconds` and while
-        `parent` (make run's honcho) is still this process's parent. True once it answered."""
+        process `parent` (make run's honcho) lives. True once it answered."""
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and os.getppid() == parent:
+        while time.monotonic() < deadline and alive(parent):
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             try:
                 connection.request("GET", "/health/", headers={"Accept": "application/json"})
@@ -90,12 +108,12 @@ class Command(BaseCommand):
         token, _ = Token.objects.get_or_create(user=client)
         base = f"http://127.0.0.1:{options['port']}"
         if options["after_start"]:
-            parent = os.getppid()
+            parent = options["parent"] or os.getppid()
             try:
                 started = self.wait_for_start(options["port"], options["after_start"], parent)
             except KeyboardInterrupt:  # Ctrl-C before the processes were up: nobody to tell
                 return
-            if os.getppid() != parent:  # make run stopped meanwhile: nobody to tell either
+            if not alive(parent):  # make run stopped meanwhile: nobody to tell either
                 return
             if not started:
                 self.stderr.write(
