@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
+# The demo's webhook receiver (make run): the port after the web's unless given.
+WEBHOOK_RECEIVER_PORT ?= $$(( $(PORT) + 1 ))
 # make run listens on the loopback interface only; HOST=0.0.0.0 to reach it from elsewhere.
 HOST ?= 127.0.0.1
 # Every command of make run asks for the local settings itself (the processes fail closed to
@@ -34,7 +36,8 @@ run: install
 	$(LOCAL) $(PY) manage.py seed_demo
 	rm -rf "$(RUN_METRICS)" && mkdir -p "$(RUN_METRICS)"
 	$(LOCAL) $(PY) manage.py demo_info --port $(PORT) --after-start 120 --parent $$$$ & \
-	$(LOCAL) WEB_HOST=$(HOST) WEB_PORT=$(PORT) PROMETHEUS_MULTIPROC_DIR="$(RUN_METRICS)" \
+	$(LOCAL) WEB_HOST=$(HOST) WEB_PORT=$(PORT) WEBHOOK_RECEIVER_PORT=$(WEBHOOK_RECEIVER_PORT) \
+	  PROMETHEUS_MULTIPROC_DIR="$(RUN_METRICS)" \
 	  exec $(VENV)/bin/honcho -f Procfile.dev start
 
 ## make smoke: what a new user does, from a fresh clone of this repository's HEAD: make run on
