@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from rest_framework.exceptions import ParseError
@@ -18,6 +19,7 @@ def depth_exceeds(value: Any, limit: int) -> bool:
     """Whether `value` nests lists and objects more than `limit` levels deep (iterative, so that
     the check itself cannot exhaust the recursion limit)."""
     stack = [(value, 1)]
+    children: Iterable[Any]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, dict):
