@@ -13,12 +13,33 @@ HOST ?= 127.0.0.1
 # pytest-django would let it override the test settings.
 LOCAL := DJANGO_SETTINGS_MODULE=config.settings.local
 
-.PHONY: install run smoke test lint format lock clean typecheck security check-deploy coverage loadtest ci chaos bench
+.PHONY: install install-run run smoke test lint format lock clean typecheck security check-deploy coverage loadtest ci chaos bench
 
-$(VENV)/.installed: requirements.lock
+# Three locks (requirements/, `make lock`), each the whole closure of its set with every hash,
+# installed with --require-hashes: runtime.txt is what the web, worker and beat processes need
+# (a production install), dev-server.txt adds make run's process manager, dev.txt adds the
+# tests and tools. make run installs dev-server.txt only; make test, lint, typecheck... dev.txt.
+# PYTHON=python3.13 VENV=.venv-3.13 to build another Python's virtualenv beside the default one.
+PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check --require-hashes
+
+# Every install upgrades the virtualenv's installer first, from requirements/installer.txt
+# (hash-checked too; a no-op once done).
+define venv_install
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PIP_INSTALL) --no-deps -r requirements/installer.txt
+	$(PIP_INSTALL) -r $(1)
+endef
+
+$(VENV)/.installed-run: requirements/dev-server.txt requirements/installer.txt
+	$(call venv_install,requirements/dev-server.txt)
 	touch $@
+
+$(VENV)/.installed: requirements/dev.txt requirements/installer.txt
+	$(call venv_install,requirements/dev.txt)
+	touch $@ $(VENV)/.installed-run
+
+## make install-run: what make run needs (runtime + dev-server); make install: everything.
+install-run: $(VENV)/.installed-run
 
 install: $(VENV)/.installed
 
@@ -30,7 +51,7 @@ install: $(VENV)/.installed
 # and beat share one prometheus_client multiprocess directory, emptied at each start: /metrics
 # then shows the worker's saga and provider metrics too, not only the web process's.
 RUN_METRICS = $${DATA_DIR:-var}/metrics/run
-run: install
+run: install-run
 	mkdir -p "$${DATA_DIR:-var}"
 	$(LOCAL) $(PY) manage.py migrate --noinput -v0
 	$(LOCAL) $(PY) manage.py seed_demo
@@ -125,8 +146,21 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-lock:
-	$(PY) -m pip freeze --exclude-editable > requirements.lock
+## make lock: compile requirements/*.txt from pyproject.toml (pip-compile, pip's own index and
+## configuration), keeping every pin that still satisfies pyproject.toml; LOCK_UPGRADE=1 moves
+## each to the newest release. dev-server.txt is constrained by runtime.txt and dev.txt by
+## dev-server.txt, so one package has one version in all three. The locks must install on
+## Python 3.11, 3.12 and 3.13 (the ci stage "Python 3.13" installs dev.txt there).
+LOCK_UPGRADE ?=
+PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
+	--no-emit-index-url --no-emit-find-links $(if $(LOCK_UPGRADE),--upgrade,)
+lock: install
+	$(PIP_COMPILE) -o requirements/runtime.txt pyproject.toml
+	$(PIP_COMPILE) -c requirements/runtime.txt --extra dev-server \
+		-o requirements/dev-server.txt pyproject.toml
+	$(PIP_COMPILE) -c requirements/dev-server.txt --extra dev-server --extra dev \
+		-o requirements/dev.txt pyproject.toml
+	$(PIP_COMPILE) -c requirements/dev.txt -o requirements/installer.txt requirements/installer.in
 
 clean:
 	rm -rf var .pytest_cache

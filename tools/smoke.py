@@ -12,8 +12,10 @@ rabbitmq: PostgreSQL + RabbitMQ), on a fresh `git clone` of this repository's HE
 5. Ctrl-C (SIGINT to the process group), and fail if any process it started is left, or if
    honcho had to SIGKILL one.
 
-The clone shares this checkout's virtualenv (a symlink: installing it is `make install`'s job,
-not the smoke's); `make run` still runs its own `install` step. PostgreSQL gets a fresh
+The clone gets a virtualenv of its own with what `make run` installs and nothing more (`make
+install-run`: requirements/dev-server.txt, the runtime set plus honcho), so that a runtime import
+missing from that lock fails here and not in production; `--venv PATH` reuses a virtualenv
+instead (a symlink, faster, but it proves less). PostgreSQL gets a fresh
 database (SMOKE_DATABASE), Redis the DB numbers SMOKE_REDIS_DBS, RabbitMQ a vhost of its own,
 deleted afterwards. Only 127.0.0.1 is used.
 """
@@ -427,6 +429,9 @@ def main() -> int:
     )
     parser.add_argument("--repo", default=str(ROOT), help="what to clone (default: this one)")
     parser.add_argument("--keep", action="store_true", help="keep the clone and its logs")
+    parser.add_argument(
+        "--venv", help="reuse this virtualenv (symlinked) instead of `make install-run`"
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="smoke-"))
@@ -436,8 +441,18 @@ def main() -> int:
         run("git", "clone", "-q", args.repo, str(clone))
         head = run("git", "-C", str(clone), "log", "-1", "--format=%h %s").stdout.strip()
         log(f"fresh clone of {args.repo} at {head}")
-        venv = (ROOT / ".venv").resolve()
-        (clone / ".venv").symlink_to(venv)
+        if args.venv:
+            (clone / ".venv").symlink_to(Path(args.venv).resolve())
+        else:
+            started = time.monotonic()
+            installed = subprocess.run(
+                ["make", "-C", str(clone), "install-run"],
+                capture_output=True, text=True, timeout=900, check=False,
+            )  # fmt: skip
+            if installed.returncode != 0:
+                output = installed.stdout + installed.stderr
+                raise SmokeFailure(f"make install-run failed:\n{output[-4000:]}")
+            log(f"make install-run (runtime + dev-server) in {time.monotonic() - started:.0f} s")
         for name in args.backends.split(","):
             summaries.append(
                 smoke(name, clone, args.port or free_port(), args.clients, args.creates_per_client)
