@@ -103,6 +103,7 @@ def _purge_test_queue() -> Iterator[None]:
     if not settings.CELERY_BROKER_URL.startswith("filesystem"):
         try:
             with current_app.connection_for_write() as conn:
-                conn.default_channel.queue_delete(settings.CELERY_TASK_DEFAULT_QUEUE)
+                for queue in (settings.CELERY_TASK_DEFAULT_QUEUE, settings.WEBHOOK_QUEUE):
+                    conn.default_channel.queue_delete(queue)
         except Exception as exc:  # the broker may be down after a fault test; nothing to clean
             print(f"could not delete the test queue: {exc}")

@@ -8,7 +8,6 @@ import io
 import os
 import re
 import shlex
-import socket
 import stat
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
+from devtools.harness import free_port
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.django_db
@@ -84,18 +84,6 @@ def test_demo_data_is_refused_unless_the_settings_allow_it(settings, tmp_path):
             call_command(command, stdout=io.StringIO())
     assert not get_user_model().objects.filter(username="admin").exists()
     assert not (tmp_path / "demo-admin-password").exists()
-
-
-def free_port() -> int:
-    """A free port of this engineer's range (8200-8299)."""
-    for port in range(8260, 8300):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
 
 
 def fresh_shell(command: str) -> subprocess.CompletedProcess:

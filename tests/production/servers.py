@@ -24,6 +24,8 @@ import psycopg
 import pytest
 import requests
 
+from devtools.harness import free_port
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 PG_BIN = next(
     (p for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)),
@@ -42,12 +44,6 @@ def needs_servers() -> pytest.MarkDecorator:
         if not found
     ]
     return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(predicate: Any, timeout: float, what: str, pause: float = 0.2) -> Any:

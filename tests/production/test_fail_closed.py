@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import urllib.request
 
 import pytest
 
+from devtools.harness import free_port
 from tests.conftest import ROOT
 
 # A deployment's environment, without DJANGO_SETTINGS_MODULE.
@@ -83,18 +83,6 @@ def test_the_local_settings_run_when_asked_for_by_name():
     assert result.stdout.split()[-3:-1] == ["config.settings.local", "True"]
 
 
-def my_port() -> int:
-    """A free port of this engineer's range (8200-8299)."""
-    for port in range(8230, 8300):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 8230-8299")
-
-
 def get(url: str, host: str) -> tuple[int, str]:
     request = urllib.request.Request(url, headers={"Host": host})
     try:
@@ -108,7 +96,7 @@ def test_gunicorn_started_without_a_settings_module_shows_no_debug_page_to_any_h
     """The probe of the issue: gunicorn with the production variables but no
     DJANGO_SETTINGS_MODULE used to run DEBUG with ALLOWED_HOSTS=['*'], and its debug 404 page
     listed the URL patterns to any Host."""
-    port = my_port()
+    port = free_port()
     env = clean_environment(**PRODUCTION, WEB_BIND="127.0.0.1", PORT=str(port))
     env["WEB_CONCURRENCY"] = "1"
     server = subprocess.Popen(

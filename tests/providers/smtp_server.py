@@ -17,7 +17,7 @@ import psutil
 import pytest
 from aiosmtpd.controller import Controller
 
-from .stripe_server import free_port
+from devtools.harness import free_port
 
 
 @dataclass

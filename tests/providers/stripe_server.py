@@ -301,12 +301,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     fake: FakeStripe

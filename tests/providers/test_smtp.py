@@ -57,7 +57,7 @@ def test_a_server_that_does_not_answer_is_transient(smtp_server):
 
 
 def test_a_server_that_is_not_there_is_transient(settings):
-    from .stripe_server import free_port
+    from devtools.harness import free_port
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", free_port(), 1
