@@ -5,7 +5,7 @@ messages only after commit (the saga engine does that)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, timedelta
 from decimal import Decimal
@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from sagas import engine
@@ -83,9 +84,11 @@ def booking_create(
     guest_email: str,
     payment_token: str,
     owner: Any = None,
+    also: Sequence[Model] = (),
 ) -> Booking:
     """Create a booking and start its saga. The amount is computed here (nightly price x nights);
-    the first step's message leaves after commit."""
+    the first step's message leaves after commit. `also`: new rows written with the booking,
+    all or nothing (engine.start)."""
     resource = Resource.objects.filter(code=resource_code, active=True).first()
     errors = _validate(
         # An unknown resource is refused below; its dates are still checked against the
@@ -124,6 +127,7 @@ def booking_create(
         target_id=str(booking.pk),
         saga_id=saga_id,
         target=booking,
+        also=also,
         payload={
             "reference": booking.reference,
             "resource": resource.code,

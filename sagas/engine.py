@@ -19,6 +19,7 @@ Rules every function here keeps:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -27,7 +28,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Max, Min
+from django.db.models import F, Max, Min, Model
 from django.utils import timezone
 
 from . import instrument, loading, optimistic
@@ -82,12 +83,15 @@ def start(
     saga_id: Any = None,
     target: Any = None,
     dispatch: Dispatch | None = None,
+    also: Sequence[Model] = (),
 ) -> Saga:
     """Create a saga and schedule its first step, in the caller's transaction (so that the
     target and its saga are committed together), or, for a new target with no transaction open
     (PostgreSQL), in one statement (see _start_in_one_statement). The first message leaves
     after commit.
-    `target`, when given, is the object the saga drives, not saved yet or already locked."""
+    `target`, when given, is the object the saga drives, not saved yet or already locked.
+    `also`: new rows written together with the saga (all or nothing), such as the request's
+    idempotency key; a unique violation among them raises IntegrityError and writes nothing."""
     dispatch = dispatch or Dispatch()
     definition = get_definition(saga_type)
     fields: dict[str, Any] = {"saga_type": saga_type, "target_id": str(target_id)}
@@ -95,7 +99,7 @@ def start(
         fields["id"] = saga_id
     saga = Saga(**fields, payload=payload, current_step=definition.steps[0].name)
     if target is not None and target._state.adding and optimistic.available():
-        return _start_in_one_statement(saga, definition, target, dispatch)
+        return _start_in_one_statement(saga, definition, target, dispatch, also)
     with transaction.atomic(savepoint=False):
         saga.save(force_insert=True)
         if target is None:
@@ -103,12 +107,14 @@ def start(
         definition.hooks.started(saga, target)
         definition.hooks.save_target(saga, target)
         _schedule(saga, definition, definition.steps[0], ACTION, dispatch, round_=1)
+        for row in also:
+            row.save(force_insert=True)
         instrument.saga_started(saga)  # metrics + log line, after commit (sagas/instrument.py)
     return saga
 
 
 def _start_in_one_statement(
-    saga: Saga, definition: SagaDefinition, target: Any, dispatch: Dispatch
+    saga: Saga, definition: SagaDefinition, target: Any, dispatch: Dispatch, also: Sequence[Model]
 ) -> Saga:
     """start() of a new target outside any transaction, on PostgreSQL: the saga, the target
     after its first transition and the first attempt are inserted by one statement in
@@ -117,7 +123,7 @@ def _start_in_one_statement(
     definition.hooks.started(saga, target)
     row = _attempt_row(saga, definition, first, ACTION, attempt=1, round_=1)
     saga.version += 1  # as Saga.save does
-    optimistic.insert_all([saga, target, row])
+    optimistic.insert_all([saga, target, row, *also])
     instrument.saga_started(saga)  # no transaction open: emitted now
     dispatch.written(row, first, target)
     return saga

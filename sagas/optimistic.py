@@ -228,20 +228,22 @@ def write(
 
 def insert_all(objects: list[Model]) -> None:
     """Insert new objects in one statement, each only after the one before it (so all or
-    nothing, like a transaction of one round trip instead of five); the last one's generated
-    primary key is set on it, and every object is marked as saved. The foreign keys between
-    them are checked at the end of the statement, when every row is there."""
+    nothing, like a transaction of one round trip instead of five); the primary keys the
+    database generated are set on the objects, and every object is marked as saved. The
+    foreign keys between them are checked at the end of the statement, when every row is
+    there. A unique violation raises IntegrityError, and nothing is written."""
     statement = _Statement()
     previous = ""
     for i, obj in enumerate(objects):
         statement.insert(f"new{i}", obj, after=previous)
         previous = f"new{i}"
-    select = f"SELECT * FROM {previous}"  # noqa: S608  # nosec B608
+    each = ", ".join(f"(SELECT * FROM new{i})" for i in range(len(objects)))  # noqa: S608
     with connection.cursor() as cursor:
-        cursor.execute(statement.sql(select), statement.params)
-        (last_pk,) = cursor.fetchone()
-    objects[-1].pk = last_pk
-    for obj in objects:
+        cursor.execute(statement.sql(f"SELECT {each}"), statement.params)  # nosec B608
+        pks = cursor.fetchone()
+    for obj, pk in zip(objects, pks, strict=True):
+        if obj.pk is None:
+            obj.pk = pk
         _mark_saved(obj)
 
 
