@@ -14,7 +14,7 @@ from django.db import models
 from django.utils import timezone
 from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
 
-from sagas.models import time_ordered_id
+from sagas.models import SagaStep, time_ordered_id
 
 
 def default_timezone() -> str:
@@ -150,6 +150,9 @@ class Booking(ConcurrentTransitionMixin, models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Not a column: the saga's attempts as written by booking_create, on the booking it returns
+    # (BookingSerializer shows a new booking from them, without a query); None once read back.
+    new_attempts: list[SagaStep] | None = None
 
     class Meta:
         ordering = ["-created_at"]

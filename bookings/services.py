@@ -5,7 +5,7 @@ messages only after commit (the saga engine does that)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, timedelta
 from decimal import Decimal
@@ -19,8 +19,9 @@ from django.db.models import Model
 from django.utils import timezone
 
 from sagas import engine
+from sagas.dispatch import Dispatch
 from sagas.errors import SagaStateError
-from sagas.models import Saga, time_ordered_id
+from sagas.models import Saga, SagaStep, time_ordered_id
 
 from . import events
 from .errors import ApplicationError
@@ -74,6 +75,23 @@ def _validate(
     return errors
 
 
+class _KeepsAttempts(Dispatch):
+    """The start's Dispatch, which also keeps the attempt rows it is handed (the new saga's
+    first attempt): the new booking is then shown from memory, without reading it back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts: list[SagaStep] = []
+
+    def after_commit(self, row: SagaStep, step: Any, countdown: float) -> None:
+        self.attempts.append(row)
+        super().after_commit(row, step, countdown)
+
+    def written(self, row: SagaStep, step: Any, target: Any) -> None:
+        self.attempts.append(row)
+        super().written(row, step, target)
+
+
 @transaction.atomic  # the booking and its booking.created event, or neither
 def booking_create(
     *,
@@ -84,11 +102,13 @@ def booking_create(
     guest_email: str,
     payment_token: str,
     owner: Any = None,
-    also: Sequence[Model] = (),
+    also: Sequence[Model] | Callable[[Booking], Sequence[Model]] = (),
 ) -> Booking:
     """Create a booking and start its saga. The amount is computed here (nightly price x nights);
     the first step's message leaves after commit. `also`: new rows written with the booking,
-    all or nothing (engine.start)."""
+    all or nothing (engine.start); or a function of the new booking (its id and saga id set,
+    not saved yet) that returns them. The booking returned holds its saga and the saga's attempts
+    (`booking.new_attempts`): BookingSerializer shows it without a query."""
     resource = Resource.objects.filter(code=resource_code, active=True).first()
     errors = _validate(
         # An unknown resource is refused below; its dates are still checked against the
@@ -122,12 +142,14 @@ def booking_create(
         currency=resource.currency,
         saga_id=saga_id,
     )
-    engine.start(
+    dispatch = _KeepsAttempts()
+    booking.saga = engine.start(
         saga_type=SAGA_TYPE,
         target_id=str(booking.pk),
         saga_id=saga_id,
         target=booking,
-        also=also,
+        dispatch=dispatch,
+        also=also(booking) if callable(also) else also,
         payload={
             "reference": booking.reference,
             "resource": resource.code,
@@ -142,6 +164,7 @@ def booking_create(
             "currency": resource.currency,
         },
     )
+    booking.new_attempts = dispatch.attempts
     events.emit(booking, "created")
     return booking
 

@@ -2,29 +2,33 @@
 Field"): a client that retries a create with the same key gets the first answer again, never a
 second booking.
 
-The record is inserted in the same transaction as the booking, under a unique (client, key)
-constraint, by one INSERT ... ON CONFLICT statement that also takes over the key's expired record.
-A concurrent request with the same key blocks on that insert until the first one
-commits (PostgreSQL waits on the unique index; SQLite's IMMEDIATE transactions serialize at
-BEGIN), then finds the committed record and replays it. A create that fails validation rolls the
-record back with it, so the client may correct the body and retry with the same key. Expired
-records are deleted off the request path, by a periodic task (bookings/tasks.py)."""
+The key's record is written together with the booking, its saga and first attempt (all or
+nothing: one statement on PostgreSQL when no transaction is open, see engine.start's `also`),
+under a unique (client, key) constraint. Its answer is stored right after, by one UPDATE: the
+answer shows the booking's created_at and updated_at, which the database write itself sets. A
+concurrent request with the same key waits on the unique index until the first one's write
+ends, then fails to insert (nothing of it is written), reads the record and replays its answer;
+if that answer is not stored yet (the first request is between its two statements), it waits for
+it a moment, and answers from the booking itself if it never comes (the first request died
+between them). A body that fails validation writes nothing, so the client may correct it and
+retry with the same key. An expired record is deleted when its key comes back, and the create
+tried again; the others are deleted off the request path, by a periodic task (bookings/tasks.py).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from functools import cache
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
-from django.db.models import Field
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from bookings.errors import ApplicationError
@@ -33,6 +37,11 @@ from bookings.models import Booking, IdempotencyKey
 HEADER = "Idempotency-Key"
 # Visible ASCII, as the draft recommends for a UUID or a random string.
 KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
+# A record written with its booking whose answer is not stored yet (never seen otherwise).
+PENDING = 0
+CREATED = 201
+# How long a replay waits for the first request to store its answer (normally a millisecond).
+ANSWER_WAIT = 2.0
 
 
 @dataclass(frozen=True)
@@ -63,86 +72,106 @@ def fingerprint(data: Any) -> str:
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def new_record(
+    *, owner: Any, key: str, request_fingerprint: str, booking: Booking
+) -> IdempotencyKey:
+    """The key's record for `booking` (not saved yet), to be written with it; its answer is
+    stored once the booking is written (store_response)."""
+    now = timezone.now()
+    return IdempotencyKey(
+        owner=owner,
+        key=key,
+        fingerprint=request_fingerprint,
+        response_status=PENDING,
+        response_body={},
+        booking=booking,
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.API_IDEMPOTENCY_TTL),
+    )
+
+
+def store_response(record: IdempotencyKey, status: int, body: dict[str, Any]) -> None:
+    """Store the first answer in the key's record (written with the booking just before)."""
+    IdempotencyKey.objects.filter(pk=record.pk).update(response_status=status, response_body=body)
+
+
 def create_once(
     *,
     owner: Any,
     key: str,
     request_fingerprint: str,
-    create: Callable[[], tuple[int, dict[str, Any], Booking]],
+    create: Callable[
+        [Callable[[Booking], list[IdempotencyKey]]], tuple[int, dict[str, Any], Booking]
+    ],
+    represent: Callable[[Any], dict[str, Any]],
 ) -> Result:
-    """Run `create` (which returns status, body and booking) once per (owner, key) within the
-    key's lifetime; a later call with the same body replays the stored answer, with another
-    body it is a 422. `create` runs inside this transaction: its messages leave on commit."""
-    now = timezone.now()
-    with transaction.atomic():
-        record_id = _claim(owner, key, request_fingerprint, now)
-        if record_id is None:
-            stored = IdempotencyKey.objects.get(owner=owner, key=key)
-            if stored.fingerprint != request_fingerprint:
-                raise ApplicationError(
-                    f"This {HEADER} was used with a different request body; use a new key "
-                    "for a new booking.",
-                    status=422,
-                    code="idempotency_key_reused",
-                )
-            return Result(stored.response_status, stored.response_body, stored.booking_id, True)
-        status, body, booking = create()
-        IdempotencyKey.objects.filter(pk=record_id).update(
-            response_status=status, response_body=body, booking=booking
+    """Run `create` once per (owner, key) within the key's lifetime. `create(also)` makes the
+    booking with the rows `also(booking)` returns written together with it (the key's record),
+    and returns status, body and booking; the body is then stored in the record. A later call
+    with the same body replays the stored answer; with another body it is a 422. `represent`
+    shows a booking by id, for a record whose answer was never stored."""
+    records: list[IdempotencyKey] = []  # the record of the last try
+
+    def also(booking: Booking) -> list[IdempotencyKey]:
+        records[:] = [
+            new_record(
+                owner=owner, key=key, request_fingerprint=request_fingerprint, booking=booking
+            )
+        ]
+        return records
+
+    for _ in range(3):  # a conflict with an expired record, or one purged meanwhile: again
+        try:
+            if connection.in_atomic_block:
+                # In the caller's transaction: a savepoint, so that a conflict leaves it usable.
+                with transaction.atomic():
+                    status, body, booking = create(also)
+            else:
+                status, body, booking = create(also)
+        except IntegrityError:
+            stored = _stored(owner, key)
+            if stored is None:
+                raise  # not the key's constraint
+            if stored.expires_at <= timezone.now():
+                # An expired record does not count: the key starts afresh.
+                IdempotencyKey.objects.filter(pk=stored.pk, expires_at__lte=timezone.now()).delete()
+                continue
+            return _replay(stored, request_fingerprint, represent)
+        store_response(records[0], status, body)
+        return Result(status, body, booking.pk, False)
+    raise ApplicationError(
+        f"This {HEADER} is being taken over; retry.", status=409, code="idempotency_key_busy"
+    )
+
+
+def _stored(owner: Any, key: str) -> IdempotencyKey | None:
+    return IdempotencyKey.objects.filter(owner=owner, key=key).first()
+
+
+def _replay(
+    stored: IdempotencyKey, request_fingerprint: str, represent: Callable[[Any], dict[str, Any]]
+) -> Result:
+    if stored.fingerprint != request_fingerprint:
+        raise ApplicationError(
+            f"This {HEADER} was used with a different request body; use a new key "
+            "for a new booking.",
+            status=422,
+            code="idempotency_key_reused",
         )
-    return Result(status, body, booking.pk, False)
-
-
-@cache
-def _fields() -> dict[str, Field]:
-    """Every column of the record but its id: an expired record taken over keeps none of its
-    old values (a column added to the model is written too, or the claim fails loudly)."""
-    return {f.name: f for f in IdempotencyKey._meta.concrete_fields if not f.primary_key}
-
-
-def _column(name: str) -> str:
-    field = IdempotencyKey._meta.pk if name == "id" else _fields()[name]
-    assert field is not None and field.column, name
-    return connection.ops.quote_name(field.column)
-
-
-@cache
-def _claim_sql() -> str:
-    """INSERT the record; on the (owner, key) conflict, overwrite it only if it has expired; the
-    id when a row was written. Names only, from the model (the values are parameters)."""
-    table = connection.ops.quote_name(IdempotencyKey._meta.db_table)
-    columns = [_column(name) for name in _fields()]
-    owner, key = _column("owner"), _column("key")
-    names, marks = ", ".join(columns), ", ".join(["%s"] * len(columns))
-    overwrite = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in (owner, key))
-    insert = f"INSERT INTO {table} ({names}) VALUES ({marks})"  # noqa: S608  # nosec B608
-    expired = f"{table}.{_column('expires_at')} <= %s"
-    upsert = f"{insert} ON CONFLICT ({owner}, {key}) DO UPDATE SET {overwrite}"  # nosec B608
-    return f"{upsert} WHERE {expired} RETURNING {_column('id')}"
-
-
-def _claim(owner: Any, key: str, request_fingerprint: str, now: datetime) -> int | None:
-    """Insert the (owner, key) record, or take over the key's expired record (it no longer
-    counts: the key starts afresh), in one statement; the record's id, or None when a live record
-    holds the key. A concurrent request's insert of the same key is waited for on the unique
-    index, as a plain INSERT would; its record then holds the key or, rolled back, does not."""
-    values = {
-        "owner": owner.pk,
-        "key": key,
-        "fingerprint": request_fingerprint,
-        "response_status": 0,  # set below, in the same transaction: never seen as 0
-        "response_body": {},
-        "booking": None,
-        "created_at": now,
-        "expires_at": now + timedelta(seconds=settings.API_IDEMPOTENCY_TTL),
-    }
-    fields = _fields()
-    params = [field.get_db_prep_save(values[name], connection) for name, field in fields.items()]
-    params.append(fields["expires_at"].get_db_prep_save(now, connection))
-    with connection.cursor() as cursor:
-        cursor.execute(_claim_sql(), params)
-        row = cursor.fetchone()
-    return None if row is None else row[0]
+    deadline = time.monotonic() + ANSWER_WAIT
+    pause = 0.005
+    while stored.response_status == PENDING and time.monotonic() < deadline:
+        # The first request wrote the record and its booking, and is storing its answer now.
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+        stored.refresh_from_db(fields=["response_status", "response_body"])
+    if stored.response_status == PENDING:
+        # Its request died between the booking's write and the answer's: answer from the
+        # booking (the one the key made), and keep that answer for the next retry.
+        body = represent(stored.booking_id)
+        store_response(stored, CREATED, body)
+        return Result(CREATED, body, stored.booking_id, True)
+    return Result(stored.response_status, stored.response_body, stored.booking_id, True)
 
 
 def update_response(*, owner: Any, key: str, body: dict[str, Any]) -> None:

@@ -136,10 +136,13 @@ class BookingSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(StepSerializer(many=True))
     def get_timeline(self, booking: Booking) -> list[dict]:
-        if booking.saga is None:
+        if booking.new_attempts is not None:  # just created: its attempts are in hand
+            steps = booking.new_attempts
+        elif booking.saga is None:
             return []
-        # steps are prefetched by the selector; .all() keeps using that cache
-        steps = sorted(booking.saga.steps.all(), key=lambda s: s.pk)
+        else:
+            # steps are prefetched by the selector; .all() keeps using that cache
+            steps = sorted(booking.saga.steps.all(), key=lambda s: s.pk)
         return cast(list[dict], StepSerializer(steps, many=True).data)
 
 

@@ -190,7 +190,7 @@ class BookingListCreateView(VisibleBookingsMixin, generics.ListAPIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
 
-        def create() -> tuple[int, dict[str, Any], Booking]:
+        def create(also: Any = ()) -> tuple[int, dict[str, Any], Booking]:
             booking = services.booking_create(
                 resource_code=data["resource"],
                 check_in=data["check_in"],
@@ -199,8 +199,11 @@ class BookingListCreateView(VisibleBookingsMixin, generics.ListAPIView):
                 guest_email=data["guest_email"],
                 payment_token=data["payment_token"],
                 owner=request.user,
+                also=also,
             )
-            return status.HTTP_201_CREATED, self._represent(booking.pk), booking
+            # Shown from the objects in hand (booking_create returns the booking with its
+            # resource, saga and first attempt): no read-back.
+            return status.HTTP_201_CREATED, BookingSerializer(booking).data, booking
 
         if key is None:
             code, body, booking = create()
@@ -211,6 +214,7 @@ class BookingListCreateView(VisibleBookingsMixin, generics.ListAPIView):
                 key=key,
                 request_fingerprint=idempotency.fingerprint(request.data),
                 create=create,
+                represent=self._represent,
             )
         headers = {"Location": f"{request.path}{result.booking_id}/"}
         if result.replayed:

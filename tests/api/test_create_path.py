@@ -1,0 +1,182 @@
+"""The create path's cost: the answer comes from the objects in hand (no read-back of the new
+booking), and an Idempotency-Key adds its record to the booking's own write plus one UPDATE."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from bookings import services
+from bookings.api import idempotency
+from bookings.api.serializers import BookingSerializer
+from bookings.api.views import represented_bookings
+from bookings.models import Booking, IdempotencyKey
+
+from ..conftest import postgres_only
+from ..factories import stay
+from .helpers import booking_body
+
+BOOKINGS = "/api/v1/bookings/"
+
+
+def _create(garden, **extra):
+    check_in, check_out = stay(10, 2)
+    return services.booking_create(
+        resource_code=garden.code,
+        check_in=check_in,
+        check_out=check_out,
+        guest_name="Grace Hopper",
+        guest_email="grace@example.com",
+        payment_token="tok_visa",
+        **extra,
+    )
+
+
+@pytest.mark.django_db
+def test_a_new_booking_is_shown_without_a_query(garden, django_assert_num_queries):
+    booking = _create(garden)
+    with django_assert_num_queries(0):
+        shown = BookingSerializer(booking).data
+    assert len(shown["timeline"]) == 1 and shown["timeline"][0]["status"] == "scheduled"
+    assert shown == BookingSerializer(represented_bookings().get(pk=booking.pk)).data
+
+
+def _statements(api, **headers):
+    with CaptureQueriesContext(connection) as q:
+        response = api.post(BOOKINGS, booking_body(), format="json", **headers)
+    assert response.status_code == 201, response.content
+    return response, [s["sql"].split(" ", 1)[0] + " " + _table(s["sql"]) for s in q]
+
+
+def _table(sql: str) -> str:
+    for word in ("FROM", "INTO", "UPDATE"):
+        if f"{word} " in sql:
+            return sql.split(f"{word} ", 1)[1].split(" ", 1)[0].strip('"')
+    return ""
+
+
+@pytest.mark.django_db
+def test_the_create_answer_reads_nothing_back(alice, garden):
+    response, statements = _statements(alice)
+    reads = [s for s in statements if s.startswith("SELECT")]
+    # The token (authentication) and the resource (the service's rules); the webhook outbox may
+    # read its own tables. Never the new booking, its saga or its attempts.
+    assert not {s for s in reads if s.split(" ")[1] in ("bookings_booking", "sagas_saga",
+                                                        "sagas_sagastep")}  # fmt: skip
+    assert alice.get(response["Location"]).json() == response.json()
+
+
+@pytest.mark.django_db(transaction=True)  # as in production: no transaction open around the view
+def test_an_idempotency_key_costs_its_insert_and_one_update(alice, garden):
+    _, plain = _statements(alice)
+    _, keyed = _statements(alice, HTTP_IDEMPOTENCY_KEY="key-1")
+    extra = list(keyed)
+    for statement in plain:
+        extra.remove(statement)
+    assert sorted(extra) == ["INSERT bookings_idempotencykey", "UPDATE bookings_idempotencykey"]
+    stored = IdempotencyKey.objects.get()
+    assert stored.response_status == 201 and stored.booking_id is not None
+
+
+@pytest.mark.django_db
+def test_a_record_whose_answer_was_never_stored_replays_the_booking(alice, garden, monkeypatch):
+    """The first request died between its booking's write and storing the answer: a retry gets
+    that booking (never a second one), and the answer is kept from then on."""
+    monkeypatch.setattr(idempotency, "ANSWER_WAIT", 0.05)
+    booking = _create(garden, owner=alice.user)
+    IdempotencyKey.objects.create(
+        owner=alice.user,
+        key="key-1",
+        fingerprint=idempotency.fingerprint(booking_body()),
+        response_status=idempotency.PENDING,
+        response_body={},
+        booking=booking,
+        expires_at=timezone.now() + timedelta(hours=1),
+    )
+    response = alice.post(BOOKINGS, booking_body(), format="json", HTTP_IDEMPOTENCY_KEY="key-1")
+    assert response.status_code == 201 and response["Idempotent-Replayed"] == "true"
+    assert response.json()["id"] == str(booking.pk)
+    assert Booking.objects.count() == 1
+    stored = IdempotencyKey.objects.get()
+    assert stored.response_status == 201 and stored.response_body == response.json()
+
+
+@pytest.mark.django_db
+def test_a_conflict_that_is_not_the_key_is_not_taken_for_a_replay(alice, garden, monkeypatch):
+    from django.db import IntegrityError
+
+    def clash(**kwargs):
+        raise IntegrityError("duplicate key value violates unique constraint (another one)")
+
+    monkeypatch.setattr(services, "booking_create", clash)
+    alice.raise_request_exception = False
+    response = alice.post(BOOKINGS, booking_body(), format="json", HTTP_IDEMPOTENCY_KEY="key-1")
+    # A server fault (answered as one by the API's handler), not a replay of nothing.
+    assert response.status_code == 500 and "Idempotent-Replayed" not in response
+    assert not IdempotencyKey.objects.exists()
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_one_statement_start_with_a_key_under_eight_concurrent_requests(
+    client_for, garden, monkeypatch
+):
+    """booking_create outside any transaction (the engine's one-statement start, which the
+    booking.created event is moving into): the key's record is in that statement, and of eight
+    requests with one key exactly one writes; the others replay its answer."""
+    monkeypatch.setattr(services, "booking_create", services.booking_create.__wrapped__)
+    monkeypatch.setattr(services.events, "emit", lambda *args, **kwargs: None)
+    alice = client_for(username="alice")
+    body, barrier, responses = booking_body(), threading.Barrier(8), []
+
+    def send() -> None:
+        try:
+            barrier.wait()
+            responses.append(
+                alice.post(BOOKINGS, body, format="json", HTTP_IDEMPOTENCY_KEY="same-moment")
+            )
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert [r.status_code for r in responses] == [201] * 8
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert len({json.dumps(r.json(), sort_keys=True) for r in responses}) == 1
+    assert sum("Idempotent-Replayed" in r for r in responses) == 7
+    assert Booking.objects.count() == 1 and IdempotencyKey.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_statement_start_with_a_key_writes_the_key_in_the_same_statement(
+    alice, garden, monkeypatch
+):
+    monkeypatch.setattr(services, "booking_create", services.booking_create.__wrapped__)
+    monkeypatch.setattr(services.events, "emit", lambda *args, **kwargs: None)
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement start is PostgreSQL's")
+    with CaptureQueriesContext(connection) as q:
+        response = alice.post(BOOKINGS, booking_body(), format="json", HTTP_IDEMPOTENCY_KEY="key-1")
+    assert response.status_code == 201, response.content
+    writes = [s["sql"] for s in q if not s["sql"].startswith("SELECT")]
+    # One statement (saga, booking, first attempt and the key's record), then the answer stored.
+    assert len(writes) == 2, writes
+    assert writes[0].startswith("WITH") and '"bookings_idempotencykey"' in writes[0]
+    assert writes[1].startswith('UPDATE "bookings_idempotencykey"')
+    assert IdempotencyKey.objects.get().response_body == response.json()
+    replay = alice.post(BOOKINGS, booking_body(), format="json", HTTP_IDEMPOTENCY_KEY="key-1")
+    assert replay.json() == response.json() and replay["Idempotent-Replayed"] == "true"
+    other = alice.post(
+        BOOKINGS, booking_body(guest_name="Ada"), format="json", HTTP_IDEMPOTENCY_KEY="key-1"
+    )
+    assert other.status_code == 422
+    assert Booking.objects.count() == 1
