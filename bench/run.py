@@ -10,7 +10,9 @@ stops by itself. It restarts no server.
     .venv/bin/python bench/run.py                 # everything (about 12 minutes)
     .venv/bin/python bench/run.py --only saga     # a subset: saga, locked, remote, rows-first,
                                                   # rate, mix, queries, workers, growth, sweep,
-                                                  # admin, api, peers (3 interleaved rounds)
+                                                  # admin, api, peers (3 interleaved rounds),
+                                                  # front_door (the API and the Procfile's
+                                                  # processes next to drf_min and DBOS)
 """
 
 from __future__ import annotations
@@ -38,6 +40,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--pool-type", default="solo", choices=["solo", "prefork", "threads"])
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of ours and the peers")
+    p.add_argument(
+        "--front-bookings", type=int, default=1000, help="front_door: bookings per end-to-end run"
+    )
+    p.add_argument("--front-clients", default="16,50", help="front_door: HTTP clients per run")
+    p.add_argument("--front-rounds", type=int, default=2, help="front_door: interleaved rounds")
+    p.add_argument(
+        "--front-parts",
+        default="e2e,dbos,api,drf_min",
+        help="front_door: what each round runs (e2e, dbos, api, drf_min)",
+    )
+    p.add_argument("--front-api-seconds", type=float, default=8.0)
     p.add_argument("--only", default="", help="comma-separated subset of scenarios")
     p.add_argument("--skip", default="", help="comma-separated scenarios to skip")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")

@@ -889,6 +889,108 @@ def peers() -> None:
     RESULTS["scenarios"]["ratios, interleaved rounds"] = {"rounds": rounds, "ratios": ratios}
 
 
+@scenario("front_door")
+def front_door() -> None:
+    """Bookings through the API against the Procfile's web and worker (bench/front_door.py),
+    in rounds interleaved with the DBOS peer (end to end) and drf_min (the create alone)."""
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    from bench import front_door as fd
+
+    parts = set(ARGS.front_parts.split(","))
+    resources()
+    user, _ = get_user_model().objects.get_or_create(username="bench-client")
+    token = Token.objects.get_or_create(user=user)[0].key
+    commands = _peers_ready() if "dbos" in parts or "drf_min" in parts else None
+    drf_source = fd.drf_min_source(PEERS_WORK) if "drf_min" in parts else None
+    layout = fd.Layout(LOGS)
+    database = PG_DSN.rsplit("/", 1)[1]
+    clients = [int(c) for c in ARGS.front_clients.split(",") if c]
+    rounds: list[dict[str, float]] = []
+    runs: dict[str, list[dict]] = {}
+    described = layout.describe()
+    print(f"front door layout: {described}", flush=True)
+
+    def keep(label: str, number: int, figures: dict, result: dict, key: str) -> None:
+        runs.setdefault(label, []).append(result)
+        figures[label] = result[key]
+        print(f"front door round {number}: {label}: {json.dumps(result)}", flush=True)
+
+    for number in range(1, ARGS.front_rounds + 1):
+        figures: dict[str, float] = {}
+        try:
+            layout.start_web()
+            if "e2e" in parts:
+                layout.start_workers()
+                for n_clients in clients:
+                    result = fd.end_to_end(
+                        layout, token, n_clients, ARGS.front_bookings, dsn=PG_DSN,
+                        database=database, resource="bench-hotel", reset=reset_bookings,
+                    )  # fmt: skip
+                    keep(f"front door, {n_clients} clients", number, figures, result,
+                         "bookings_per_s")  # fmt: skip
+                layout.stop_workers()
+            if "api" in parts:
+                reset_bookings()
+                for key in (False, True):
+                    result = fd.api_alone(layout, token, ARGS.front_api_seconds,
+                                          "bench-hotel", idempotency_key=key)  # fmt: skip
+                    label = "API create alone" + (", Idempotency-Key" if key else "")
+                    keep(label, number, figures, result, "req_per_s")
+                reset_bookings()
+        finally:
+            layout.stop()
+        if drf_source is not None:
+            peer = fd.DrfMin(drf_source, PG_ADMIN, REDIS_URL, LOGS)
+            try:
+                keep("peer drf_min", number, figures, peer.measure(ARGS.front_api_seconds),
+                     "req_per_s")  # fmt: skip
+            finally:
+                peer.stop()
+                redis.Redis.from_url(REDIS_URL).flushdb()  # its unconsumed messages
+        if commands is not None and "dbos" in parts:
+            theirs = _run_peer(DBOS, commands[DBOS])
+            if theirs is not None:
+                keep("peer DBOS", number, figures, theirs, "sagas_per_s")
+        rounds.append(figures)
+    pairs = [(f"front door, {c} clients", "peer DBOS") for c in clients] + [
+        ("API create alone", "peer drf_min"),
+        ("API create alone, Idempotency-Key", "peer drf_min"),
+    ]
+    ratios = {}
+    for ours, theirs in pairs:
+        per_round = [r[ours] / r[theirs] for r in rounds if r.get(theirs) and ours in r]
+        if per_round:
+            ratios[f"{ours} / {theirs}"] = {
+                "median": round(pct(per_round, 0.5), 2),
+                "rounds": [round(x, 2) for x in per_round],
+            }
+    for label, results in runs.items():
+        summary = {}
+        for key, value in results[0].items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                summary[key] = round(pct([r[key] for r in results], 0.5), 2)
+        if "cpu_ms_per_booking" in results[0]:
+            summary["cpu_ms_per_booking"] = {
+                k: round(pct([r["cpu_ms_per_booking"][k] for r in results], 0.5), 2)
+                for k in results[0]["cpu_ms_per_booking"]
+            }
+        if label.startswith("front door"):
+            summary["sagas_per_s"] = summary["bookings_per_s"]  # the table's column
+            summary["p50_ms"], summary["p95_ms"] = (
+                summary["create_p50_ms"],
+                summary["create_p95_ms"],
+            )
+        RESULTS["scenarios"][label] = {**summary, "rounds": len(results), "layout": described}
+    RESULTS["scenarios"]["front door ratios, interleaved rounds"] = {
+        "rounds": rounds, "ratios": ratios, "layout": described,
+    }  # fmt: skip
+    for label, r in ratios.items():
+        each = ", ".join(f"{x:.2f}" for x in r["rounds"])
+        print(f"front door ratio {label}: {r['median']:.2f}x (rounds: {each})", flush=True)
+
+
 def table(scenarios: dict) -> str:
     lines = ["| scenario | sagas/s | p50 ms | p95 ms | writes/saga | msgs/saga | CPU ms/saga |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -904,11 +1006,14 @@ def table(scenarios: dict) -> str:
     others = {
         k: v
         for k, v in scenarios.items()
-        if "sagas_per_s" not in v and k != "ratios, interleaved rounds"
+        if "sagas_per_s" not in v and "ratios, interleaved rounds" not in k
     }
     for name, r in others.items():
         lines.append(f"\n{name}: {json.dumps(r)}")
-    rounds = scenarios.get("ratios, interleaved rounds", {}).get("ratios", {})
+    rounds = {
+        **scenarios.get("ratios, interleaved rounds", {}).get("ratios", {}),
+        **scenarios.get("front door ratios, interleaved rounds", {}).get("ratios", {}),
+    }
     for label, r in rounds.items():
         each = ", ".join(f"{x:.2f}" for x in r["rounds"])
         lines.append(f"\nratio {label}: {r['median']:.2f}x (median of rounds: {each})")
