@@ -90,13 +90,15 @@ def production_env(**extra: str) -> dict[str, str]:
 class Process:
     """One Procfile line running in a session of its own (stopped with its whole tree)."""
 
-    def __init__(self, name: str, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, name: str, env: dict[str, str], log: Path, procfile: Path = ROOT / "Procfile"
+    ) -> None:
         self.name = name
         log.parent.mkdir(parents=True, exist_ok=True)
         self.log = log
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                ["/bin/sh", "-c", procfile_command(name)],
+                ["/bin/sh", "-c", procfile_command(name, procfile)],
                 cwd=ROOT,
                 env=env,
                 stdout=out,
@@ -123,21 +125,24 @@ class Process:
         return total
 
     def stop(self) -> None:
+        """SIGTERM to the process group, then to whatever of the tree is left in a session of
+        its own (a Celery worker under bin/own-session); SIGKILL after a grace period."""
         everyone = self.tree()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(30)
-        for p in everyone:  # a Celery worker in a session of its own (bin/own-session) too
-            try:
-                p.wait(0 if self.proc.poll() is not None else 10)
-            except psutil.TimeoutExpired:
+        for p in everyone[1:]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.terminate()
+        _, alive = psutil.wait_procs(everyone, timeout=10)
+        for p in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()
-            except psutil.NoSuchProcess:
-                pass
+        psutil.wait_procs(alive, timeout=10)
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait(10)
+        self.proc.wait(10)
 
 
 class PgBackendCpu:
@@ -215,11 +220,15 @@ def load(
     total: int | None = None,
     seconds: float | None = None,
     idempotency_key: bool = False,
+    rate: float | None = None,
 ) -> dict[str, Any]:
     """`clients` threads, each with its own keep-alive connection (http.client reconnects by
     itself when the server closes it), creating bookings until `total` were sent or `seconds`
-    passed. Every answer must be a 201."""
+    passed: each as soon as the one before was answered, or, with `rate`, at that many requests
+    per second from all clients together (each client on its own schedule, starting staggered;
+    a late answer is not made up for by a burst). Every answer must be a 201."""
     numbers = itertools.count()
+    every = clients / rate if rate else 0.0
     times: list[float] = []
     failures: list[str] = []
     deadline = time.monotonic() + seconds if seconds else None
@@ -230,11 +239,15 @@ def load(
         "X-Forwarded-Proto": "https",
     }
 
-    def client() -> None:
+    def client(number: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         mine: list[float] = []
+        due = time.monotonic() + every * number / clients
         try:
             while True:
+                if every:
+                    time.sleep(max(0.0, due - time.monotonic()))
+                    due = max(due + every, time.monotonic())
                 i = next(numbers)
                 if (total is not None and i >= total) or (
                     deadline is not None and time.monotonic() >= deadline
@@ -259,7 +272,7 @@ def load(
             conn.close()
             times.extend(mine)
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     started = time.monotonic()
     for t in threads:
         t.start()
@@ -380,9 +393,11 @@ def end_to_end(
     database: str,
     resource: str,
     reset: Callable[[], None],
+    rate: float | None = None,
 ) -> dict[str, Any]:
-    """n bookings through the API from `clients` clients, with the layout's web and workers
-    running: bookings/s from the first request to the last terminal state."""
+    """n bookings through the API from `clients` clients (as fast as they are answered, or at
+    `rate` per second in all), with the layout's web and workers running: bookings/s from the
+    first request to the last terminal state."""
     from bookings.models import Booking
 
     reset()
@@ -399,7 +414,7 @@ def end_to_end(
     }
     since = timezone.now()
     first_request = time.time()
-    api = load(layout.port, token, clients, resource=resource, total=n)
+    api = load(layout.port, token, clients, resource=resource, total=n, rate=rate)
     _wait_ended(since, 300)
     cpu = {
         "web": layout.web.cpu() - cpu0["web"],
@@ -417,6 +432,7 @@ def end_to_end(
     wall = last - first_request
     return {
         "clients": clients,
+        "offered_per_s": rate,
         "bookings": len(rows),
         "states": states,
         "bookings_per_s": round(len(rows) / wall, 1),

@@ -51,6 +51,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="front_door: what each round runs (e2e, dbos, api, drf_min)",
     )
     p.add_argument("--front-api-seconds", type=float, default=8.0)
+    p.add_argument(
+        "--front-paced",
+        default="50@25",
+        help="front_door: CLIENTS@RATE, a run of that many clients offering RATE bookings/s in "
+        "all (20 s of them): the create's latency below saturation; empty to skip",
+    )
     p.add_argument("--only", default="", help="comma-separated subset of scenarios")
     p.add_argument("--skip", default="", help="comma-separated scenarios to skip")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")

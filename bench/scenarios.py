@@ -930,6 +930,15 @@ def front_door() -> None:
                     )  # fmt: skip
                     keep(f"front door, {n_clients} clients", number, figures, result,
                          "bookings_per_s")  # fmt: skip
+                if ARGS.front_paced:
+                    n_clients, rate = (float(x) for x in ARGS.front_paced.split("@"))
+                    result = fd.end_to_end(
+                        layout, token, int(n_clients), int(rate * 20), dsn=PG_DSN,
+                        database=database, resource="bench-hotel", reset=reset_bookings,
+                        rate=rate,
+                    )  # fmt: skip
+                    keep(f"front door, {int(n_clients)} clients at {rate:g}/s", number, figures,
+                         result, "bookings_per_s")  # fmt: skip
                 layout.stop_workers()
             if "api" in parts:
                 reset_bookings()
