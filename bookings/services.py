@@ -22,7 +22,6 @@ from sagas import engine
 from sagas.errors import SagaStateError
 from sagas.models import Saga, time_ordered_id
 
-from . import events
 from .errors import ApplicationError
 from .models import Booking, Resource
 from .providers.base import UNDONE_STATUS
@@ -74,7 +73,6 @@ def _validate(
     return errors
 
 
-@transaction.atomic  # the booking and its booking.created event, or neither
 def booking_create(
     *,
     resource_code: str,
@@ -108,8 +106,8 @@ def booking_create(
     nights = (check_out - check_in).days
     amount = (resource.nightly_price * nights).quantize(Decimal("0.01"))
     saga_id = time_ordered_id()
-    # Inserted by the saga's start, already in its first state, with the saga and its first
-    # attempt: in one transaction, or (PostgreSQL, no transaction open) in one statement.
+    # Inserted by the saga's start, already in its first state, with the saga, its first
+    # attempt and its booking.created event: all or nothing (one statement on PostgreSQL).
     booking = Booking(
         owner=owner,
         resource=resource,
@@ -142,7 +140,6 @@ def booking_create(
             "currency": resource.currency,
         },
     )
-    events.emit(booking, "created")
     return booking
 
 

@@ -138,8 +138,10 @@ class BookingSerializer(serializers.ModelSerializer):
     def get_timeline(self, booking: Booking) -> list[dict]:
         if booking.saga is None:
             return []
-        # steps are prefetched by the selector; .all() keeps using that cache
-        steps = sorted(booking.saga.steps.all(), key=lambda s: s.pk)
+        # Given by the caller that has them in hand (the engine, a create), else prefetched by
+        # the selector (.all() keeps using that cache).
+        given = self.context.get("attempts")
+        steps = given if given is not None else sorted(booking.saga.steps.all(), key=lambda s: s.pk)
         return cast(list[dict], StepSerializer(steps, many=True).data)
 
 

@@ -292,8 +292,8 @@ SAGA_SWEEP_BATCH = env_int("SAGA_SWEEP_BATCH", 500)
 # when that step is on the queue it is serving (one message per saga instead of one per step;
 # each step still commits its outcome and its next attempt before that attempt runs).
 SAGA_CHAIN_STEPS = env_bool("SAGA_CHAIN_STEPS", True)
-# PostgreSQL: record a successful action in one statement, no lock (sagas/optimistic.py), and
-# take the locked path only on a conflict. Off: every outcome takes the locked path.
+# PostgreSQL: the engine writes each outcome (and each start) as one statement
+# (sagas/store.PostgresStore). Off: through the ORM in a transaction (OrmStore), as elsewhere.
 SAGA_ONE_STATEMENT_RECORD = env_bool("SAGA_ONE_STATEMENT_RECORD", True)
 # Engine plug-ins (sagas/plugins.py): dotted paths of EnginePlugin subclasses. None here; the
 # test settings install the fault suite's injection.
