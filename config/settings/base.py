@@ -66,8 +66,8 @@ def database_from_env(default_sqlite: Path, *, pool: bool | None = None) -> dict
     thread 16 busy clients took all of PostgreSQL's 100. A request that finds every connection
     of its process busy waits up to DB_POOL_TIMEOUT seconds, then gets 503 (config/unavailable.py)
     instead of opening one more. `pool=False` (or DB_POOL=0, e.g. behind PgBouncer): one
-    persistent connection per thread, kept DB_CONN_MAX_AGE seconds. README "Production
-    deployment" says how many connections each process needs.
+    persistent connection per thread, kept DB_CONN_MAX_AGE seconds. docs/production.md
+    ("Database connections") says how many connections each process needs.
     """
     url = os.environ.get("DATABASE_URL")
     if not url:
@@ -458,7 +458,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Booking operations platform: client API",
     "DESCRIPTION": (
         "Create, follow and cancel bookings. Every error has the same body: "
-        "`{code, message, fields}`. See the README section 'Client API'."
+        "`{code, message, fields}`. See docs/semantics.md, 'Client API'."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
