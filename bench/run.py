@@ -8,7 +8,7 @@ the next); it starts and stops its own Celery workers (and gunicorn for the API 
 stops by itself. It restarts no server.
 
     .venv/bin/python bench/run.py                 # everything (about 12 minutes)
-    .venv/bin/python bench/run.py --only saga     # a subset: saga, locked, remote, rows-first,
+    .venv/bin/python bench/run.py --only saga     # a subset: saga, orm, remote, rows-first,
                                                   # rate, mix, queries, workers, growth, sweep,
                                                   # admin, api, peers (3 interleaved rounds)
 """
