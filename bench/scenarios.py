@@ -1014,6 +1014,17 @@ def peers() -> None:
     RESULTS["scenarios"]["ratios, interleaved rounds"] = {"rounds": rounds, "ratios": ratios}
 
 
+@scenario("dbos")
+def dbos_alone() -> None:
+    """The DBOS peer alone, once (bench/ab.py runs it between the two checkouts' rounds)."""
+    commands = _peers_ready()
+    if commands is None:
+        return
+    theirs = _run_peer(DBOS, commands[DBOS])
+    if theirs is not None:
+        RESULTS["scenarios"][f"peer: {DBOS}"] = theirs
+
+
 def table(scenarios: dict) -> str:
     lines = ["| scenario | sagas/s | p50 ms | p95 ms | writes/saga | msgs/saga | CPU ms/saga |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
