@@ -13,7 +13,7 @@ HOST ?= 127.0.0.1
 # pytest-django would let it override the test settings.
 LOCAL := DJANGO_SETTINGS_MODULE=config.settings.local
 
-.PHONY: install install-run run smoke test lint format lock clean typecheck security check-deploy coverage loadtest ci chaos bench
+.PHONY: install install-run run smoke test lint format lock clean typecheck security check-deploy coverage loadtest ci chaos bench diagram
 
 # Three locks (requirements/, `make lock`), each the whole closure of its set with every hash,
 # installed with --require-hashes: runtime.txt is what the web, worker and beat processes need
@@ -82,6 +82,11 @@ ifdef COVERAGE
 else
 	$(PY) -m pytest
 endif
+
+## make diagram: rewrite README.md's Mermaid state diagram from the booking FSM (a unit test,
+## tests/commands/test_state_diagram.py, fails while the two disagree).
+diagram: install-run
+	$(LOCAL) $(PY) manage.py graph_booking_states --write-readme
 
 lint: install
 	$(VENV)/bin/ruff check .

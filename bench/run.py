@@ -8,8 +8,9 @@ the next); it starts and stops its own Celery workers (and gunicorn for the API 
 stops by itself. It restarts no server.
 
     .venv/bin/python bench/run.py                 # everything (about 12 minutes)
-    .venv/bin/python bench/run.py --only saga     # a subset: saga, locked, remote, rows-first,
+    .venv/bin/python bench/run.py --only saga     # a subset: saga, orm, remote, rows-first,
                                                   # rate, mix, queries, workers, growth, sweep,
+                                                  # webhooks,
                                                   # admin, api, peers (3 interleaved rounds),
                                                   # front_door (the API and the Procfile's
                                                   # processes next to drf_min and DBOS)
@@ -84,6 +85,10 @@ def environment(args: argparse.Namespace) -> dict[str, str]:
         "BOOKING_QUEUE_PAYMENTS": QUEUE,
         "BOOKING_QUEUE_INVENTORY": QUEUE,
         "BOOKING_QUEUE_EMAIL": QUEUE,
+        # Webhook deliveries on a queue of their own, to a receiver the bench runs on 127.0.0.1.
+        "WEBHOOK_QUEUE": f"{QUEUE}-webhooks",
+        "WEBHOOK_REQUIRE_HTTPS": "0",
+        "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
         "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
         "LOG_LEVEL": "WARNING",
         "DATA_DIR": str(ROOT / "var" / "bench"),

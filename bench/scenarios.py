@@ -59,7 +59,7 @@ class Workers:
     commands (the default, one per core: no parent process relaying each message to a pool
     child), or one command with a pool of that size (--pool-type prefork or threads)."""
 
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, queues: str = QUEUE) -> None:
         solo = ARGS.pool_type == "solo"
         self.workers: list[harness.Worker] = []
         try:
@@ -67,7 +67,7 @@ class Workers:
                 worker = harness.Worker(
                     f"bench{i}",
                     settings=os.environ["DJANGO_SETTINGS_MODULE"],
-                    queues=QUEUE,
+                    queues=queues,
                     env={},  # this process's environment: the bench's database and broker
                     log_path=LOGS / f"worker-{i}.log",
                     concurrency=processes,
@@ -90,8 +90,8 @@ def reset_bookings() -> None:
         c.execute(
             "TRUNCATE bookings_booking, sagas_saga, sagas_sagastep, sagas_sagaevent, "
             "providers_paymentauthorization, providers_inventoryreservation, "
-            "providers_emailrecord, providers_fraudscreeningrecord, bookings_idempotencykey "
-            "CASCADE"
+            "providers_emailrecord, providers_fraudscreeningrecord, bookings_idempotencykey, "
+            "webhooks_event CASCADE"
         )
     redis.Redis.from_url(REDIS_URL).flushdb()
 
@@ -125,9 +125,10 @@ def plan(kind: str, n: int) -> list[tuple[str, str]]:
     return [out[(i * 7919) % len(out)] for i in range(len(out))] if kind != "happy" else out
 
 
-def create(resource: str, token: str, i: int) -> Booking:
+def create(resource: str, token: str, i: int, owner=None) -> Booking:  # type: ignore[no-untyped-def]
     check_in = date.today() + timedelta(days=1 + i % 360)
     return booking_create(
+        owner=owner,
         resource_code=resource,
         check_in=check_in,
         check_out=check_in + timedelta(days=1 + i % 3),
@@ -172,14 +173,18 @@ def run_sagas(
     fresh: bool = True,
     keep: bool = True,
     pages: bool = False,
+    owners: list | None = None,
+    queues: str = QUEUE,
+    settle=None,  # type: ignore[no-untyped-def]
 ) -> dict:
     """Create n bookings through the service layer (as fast as possible, or at `rate` per
-    second) with real workers running, wait until every saga ended, and measure."""
+    second) with real workers running, wait until every saga ended, and measure. `owners`:
+    the clients the bookings are made for, in turn (none: no client)."""
     if fresh:
         reset_bookings()
     resources()
     processes = processes or ARGS.processes
-    w = Workers(processes)
+    w = Workers(processes, queues)
     sequence = plan(kind, n)
     pg0, pub0, cpu = PgCounters.read(PG_DSN), redis_publishes(REDIS_URL), CpuMeter().start()
     started = time.monotonic()
@@ -187,7 +192,7 @@ def run_sagas(
     for i, (resource, token) in enumerate(sequence):
         if rate:
             time.sleep(max(0.0, started + i / rate - time.monotonic()))
-        create(resource, token, i)
+        create(resource, token, i, owners[i % len(owners)] if owners else None)
     submitted = time.monotonic() - started
     wait_all_ended(n, created_since)
     wall = time.monotonic() - started
@@ -196,6 +201,7 @@ def run_sagas(
     pg1 = PgCounters.read(PG_DSN)
     pg = pg0.delta(pg1)
     published = redis_publishes(REDIS_URL) - pub0 - 1
+    settled = settle(created_since) if settle else {}  # with the workers still running
     w.stop()
     rows = list(
         Booking.objects.filter(created_at__gte=created_since)
@@ -225,6 +231,7 @@ def run_sagas(
         "offered_rate": rate,
         "worker_processes": processes,
         "pool": ARGS.pool_type,
+        **settled,
     }
     if pages:
         result["full_pages_per_saga_by_relation"] = full_pages_by_relation(PG_DSN, pg0, pg1, n)
@@ -310,13 +317,13 @@ def saga_saturation() -> None:
     run_sagas("happy path, saturation", "happy", ARGS.sagas)
 
 
-@scenario("locked")
-def saga_locked_path() -> None:
-    """The same as "saga" with every outcome recorded under row locks (the engine before its
-    one-statement path), to show what that path gains, in the same sitting."""
+@scenario("orm")
+def saga_orm_store() -> None:
+    """The same as "saga" written through the ORM store (sagas/store.OrmStore) instead of the
+    PostgreSQL one-statement store, to show what the accelerator gains, in the same sitting."""
     os.environ["SAGA_ONE_STATEMENT_RECORD"] = "0"  # read by the workers started now
     try:
-        run_sagas("happy path, saturation, locked path only", "happy", ARGS.sagas)
+        run_sagas("happy path, saturation, ORM store", "happy", ARGS.sagas)
     finally:
         del os.environ["SAGA_ONE_STATEMENT_RECORD"]
 
@@ -352,6 +359,124 @@ def saga_rows_first() -> None:
 @scenario("rate")
 def saga_fixed_rate() -> None:
     run_sagas("happy path, 50/s offered", "happy", min(ARGS.sagas, 1500), rate=50)
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1 in this process: it answers 204 and notes when each
+    event (its webhook-id) first arrived."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        arrivals: dict[str, float] = {}
+        lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                now = time.time()
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with lock:
+                    arrivals.setdefault(self.headers.get("webhook-id", ""), now)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.arrivals = arrivals
+        self.server = ThreadingHTTPServer(("127.0.0.1", harness.free_port()), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _clients(endpoint_url: str | None, count: int = 4) -> list:
+    """`count` API clients; each with one webhook endpoint at `endpoint_url` (None: none)."""
+    from django.contrib.auth import get_user_model
+
+    from webhooks import services as webhooks
+    from webhooks.models import Endpoint
+
+    users = [
+        get_user_model().objects.get_or_create(username=f"bench-client-{i}")[0]
+        for i in range(count)
+    ]
+    Endpoint.objects.filter(owner__in=users).delete()
+    if endpoint_url:
+        for user in users:
+            webhooks.endpoint_create(owner=user, url=endpoint_url, event_types=[])
+    return users
+
+
+def _deliveries_settled(receiver: Receiver):  # type: ignore[no-untyped-def]
+    """After a run: wait for every delivery of its events, then the latency from each event's
+    creation (the state change it reports) to its arrival at the receiver."""
+    from webhooks.models import Delivery, Event
+
+    def settle(since: datetime) -> dict:
+        deadline = time.monotonic() + 300
+        pending = Delivery.objects.filter(event__created_at__gte=since, status="pending")
+        while pending.exists() and time.monotonic() < deadline:
+            time.sleep(0.25)
+        events = Event.objects.filter(created_at__gte=since, deliveries__isnull=False)
+        created = {str(i): c.timestamp() for i, c in events.values_list("id", "created_at")}
+        latencies = [
+            (receiver.arrivals[i] - t) * 1000 for i, t in created.items() if i in receiver.arrivals
+        ]
+        return {
+            "events_delivered": len(latencies),
+            "events_with_endpoint": len(created),
+            "delivery_p50_ms": round(pct(latencies, 0.5), 1) if latencies else None,
+            "delivery_p95_ms": round(pct(latencies, 0.95), 1) if latencies else None,
+        }
+
+    return settle
+
+
+@scenario("webhooks")
+def webhooks_cost() -> None:
+    """The booking pipeline for 4 clients with one webhook endpoint each (every booking's
+    booking.created and booking.completed delivered, signed, to a receiver on 127.0.0.1), next
+    to the same run with no endpoint, in interleaved rounds (ratios within each round), plus
+    the delivery latency from each state change to its arrival. The workers consume the saga
+    queue and the deliveries' queue (WEBHOOK_QUEUE), as the Procfile's worker does."""
+    receiver = Receiver()
+    queues = f"{QUEUE},{os.environ['WEBHOOK_QUEUE']}"
+    n = min(ARGS.sagas, 1500)
+    rounds = []
+    try:
+        for number in range(1, ARGS.rounds + 1):
+            plain = run_sagas(f"round {number}: no endpoints", "happy", n, keep=False,
+                              owners=_clients(None), queues=queues)  # fmt: skip
+            hooked = run_sagas(f"round {number}: one endpoint per client", "happy", n,
+                               keep=False, owners=_clients(receiver.url), queues=queues,
+                               settle=_deliveries_settled(receiver))  # fmt: skip
+            rounds.append((plain, hooked))
+    finally:
+        receiver.stop()
+    ratios = [h["sagas_per_s"] / p["sagas_per_s"] for p, h in rounds]
+    for label, index in (("no endpoints", 0), ("one endpoint per client", 1)):
+        runs = [r[index] for r in rounds]
+        keys = ("sagas_per_s", "p50_ms", "p95_ms", "write_xacts_per_saga", "messages_per_saga")
+        RESULTS["scenarios"][f"webhooks: {label}"] = {
+            key: round(pct([r[key] for r in runs], 0.5), 2) for key in keys
+        } | {"sagas": n, "rounds": len(runs), "cpu_ms_per_saga": runs[-1]["cpu_ms_per_saga"]}
+    hooked_runs = [h for _, h in rounds]
+    RESULTS["scenarios"]["webhooks: one endpoint per client"] |= {
+        "delivery_p50_ms": pct([h["delivery_p50_ms"] for h in hooked_runs], 0.5),
+        "delivery_p95_ms": pct([h["delivery_p95_ms"] for h in hooked_runs], 0.5),
+        "events_delivered": [h["events_delivered"] for h in hooked_runs],
+        "events_with_endpoint": [h["events_with_endpoint"] for h in hooked_runs],
+    }
+    RESULTS["scenarios"]["webhooks: throughput with / without, interleaved rounds"] = {
+        "median": round(pct(ratios, 0.5), 3),
+        "rounds": [round(x, 3) for x in ratios],
+    }
 
 
 @scenario("mix")
@@ -998,6 +1123,17 @@ def front_door() -> None:
     for label, r in ratios.items():
         each = ", ".join(f"{x:.2f}" for x in r["rounds"])
         print(f"front door ratio {label}: {r['median']:.2f}x (rounds: {each})", flush=True)
+
+
+@scenario("dbos")
+def dbos_alone() -> None:
+    """The DBOS peer alone, once (bench/ab.py runs it between the two checkouts' rounds)."""
+    commands = _peers_ready()
+    if commands is None:
+        return
+    theirs = _run_peer(DBOS, commands[DBOS])
+    if theirs is not None:
+        RESULTS["scenarios"][f"peer: {DBOS}"] = theirs
 
 
 def table(scenarios: dict) -> str:

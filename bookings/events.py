@@ -1,9 +1,13 @@
-"""What a booking tells its client: one event per change a client cares about, written by the
-webhooks outbox in the transaction of the change (so a change rolled back tells nothing)."""
+"""What a booking tells its client: one event per change a client cares about, written with the
+change (the saga engine writes the rows `announce` returns with the transition, all or nothing,
+so a change rolled back tells nothing)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+from django.db.models import Model
 
 from webhooks import services as webhooks
 
@@ -26,18 +30,46 @@ ATTENTION_OTHER = (
 )
 
 
-def emit(booking: Booking, type: str, **extra: Any) -> None:
-    """Publish `booking.<type>` with the booking's API representation (and `extra`), inside the
-    caller's transaction, after the booking's transition."""
+# The client's event for each transition of the booking's saga that a client cares about.
+EVENTS = {
+    "started": "created",
+    "completed": "completed",
+    "compensated": "cancelled",
+    "attention_required": "requires_attention",
+    "resolved": "resolved",
+}
+
+
+def announce(booking: Booking, transition: str, attempts: Callable[[], list[Any]]) -> list[Model]:
+    """The outbox rows of `booking.<type>` for the saga's `transition` (none for a transition
+    the client is not told about), with the booking's API representation as it is once the
+    transition is written (`attempts()`: its saga's attempts then), to be written with it."""
     from .api.serializers import BookingSerializer
 
-    # Outside a transaction (the engine's one-statement path) this raises before any query, and
-    # the engine records the outcome again under lock, in a transaction.
-    webhooks.ensure_in_transaction()
-    data = {**BookingSerializer(booking).data, **extra}
-    webhooks.publish(
-        owner=booking.owner, type=f"booking.{type}", subject_id=str(booking.pk), data=data
+    type = EVENTS.get(transition)
+    if type is None:
+        return []
+    extra: dict[str, Any] = {}
+    if type == "cancelled":
+        extra["reason"] = booking.cancellation_reason
+    elif type == "requires_attention":
+        extra["message"] = attention_message(booking)
+    # Stamped as the write will stamp them (its own clock, microseconds later).
+    for name in ("created_at", "updated_at"):
+        field = booking._meta.get_field(name)
+        field.pre_save(booking, booking._state.adding)
+    represented = BookingSerializer(booking, context={"attempts": attempts()}).data
+    return webhooks.outbox(
+        owner=booking.owner,
+        type=f"booking.{type}",
+        subject_id=str(booking.pk),
+        data={**represented, **extra},
     )
+
+
+def send(rows: list[Any]) -> None:
+    """The outbox rows are committed: send their deliveries."""
+    webhooks.send(rows)
 
 
 def attention_message(booking: Booking) -> str:

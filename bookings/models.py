@@ -151,7 +151,7 @@ class Booking(ConcurrentTransitionMixin, models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     # Not a column: the saga's attempts as written by booking_create, on the booking it returns
-    # (BookingSerializer shows a new booking from them, without a query); None once read back.
+    # (the API shows a new booking from them, without a query); None once read back.
     new_attempts: list[SagaStep] | None = None
 
     class Meta:

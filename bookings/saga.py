@@ -7,11 +7,13 @@ inside the engine's transaction and only move the booking's state machine."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Model
 from django.utils import timezone
 
 from sagas.definition import ACTION, RetryPolicy, SagaDefinition, SagaHooks, Step, StepContext
@@ -198,6 +200,7 @@ class BookingHooks(SagaHooks):
         target.save()
 
     def started(self, saga: Any, target: Booking) -> None:
+        target.saga = saga  # its representation reads the saga; both are written together
         target.start_saga()
 
     def step_succeeded(self, saga: Any, target: Booking, step: Step, result: dict) -> None:
@@ -205,7 +208,6 @@ class BookingHooks(SagaHooks):
 
     def completed(self, saga: Any, target: Booking) -> None:
         target.complete()
-        events.emit(target, "completed")
 
     def compensation_started(self, saga: Any, target: Booking, reason: str) -> None:
         if reason == "fraud_rejected":
@@ -219,11 +221,9 @@ class BookingHooks(SagaHooks):
 
     def compensated(self, saga: Any, target: Booking, reason: str) -> None:
         target.finish_cancellation()
-        events.emit(target, "cancelled", reason=target.cancellation_reason)
 
     def attention_required(self, saga: Any, target: Booking, reason: str) -> None:
         target.require_attention(reason)
-        events.emit(target, "requires_attention", message=events.attention_message(target))
 
     def resumed(self, saga: Any, target: Booking, direction: str) -> None:
         if direction == ACTION:
@@ -236,7 +236,14 @@ class BookingHooks(SagaHooks):
             target.resolve_completed()
         else:
             target.resolve_cancelled()
-        events.emit(target, "resolved")
+
+    def announce(
+        self, saga: Any, target: Booking, transition: str, attempts: Callable[[], list[Any]]
+    ) -> list[Model]:
+        return events.announce(target, transition, attempts)
+
+    def announced(self, rows: list[Any]) -> None:
+        events.send(rows)
 
 
 # --- the definition ------------------------------------------------------------------------

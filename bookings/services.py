@@ -23,7 +23,6 @@ from sagas.dispatch import Dispatch
 from sagas.errors import SagaStateError
 from sagas.models import Saga, SagaStep, time_ordered_id
 
-from . import events
 from .errors import ApplicationError
 from .models import Booking, Resource
 from .providers.base import UNDONE_STATUS
@@ -83,16 +82,11 @@ class _KeepsAttempts(Dispatch):
         super().__init__()
         self.attempts: list[SagaStep] = []
 
-    def after_commit(self, row: SagaStep, step: Any, countdown: float) -> None:
+    def after_commit(self, row: SagaStep, step: Any, countdown: float, target: Any) -> None:
         self.attempts.append(row)
-        super().after_commit(row, step, countdown)
-
-    def written(self, row: SagaStep, step: Any, target: Any) -> None:
-        self.attempts.append(row)
-        super().written(row, step, target)
+        super().after_commit(row, step, countdown, target)
 
 
-@transaction.atomic  # the booking and its booking.created event, or neither
 def booking_create(
     *,
     resource_code: str,
@@ -107,8 +101,8 @@ def booking_create(
     """Create a booking and start its saga. The amount is computed here (nightly price x nights);
     the first step's message leaves after commit. `also`: new rows written with the booking,
     all or nothing (engine.start); or a function of the new booking (its id and saga id set,
-    not saved yet) that returns them. The booking returned holds its saga and the saga's attempts
-    (`booking.new_attempts`): BookingSerializer shows it without a query."""
+    not saved yet) that returns them. The booking returned holds its saga and its first attempt
+    (`booking.new_attempts`): it is shown from them, without a query."""
     resource = Resource.objects.filter(code=resource_code, active=True).first()
     errors = _validate(
         # An unknown resource is refused below; its dates are still checked against the
@@ -128,8 +122,8 @@ def booking_create(
     nights = (check_out - check_in).days
     amount = (resource.nightly_price * nights).quantize(Decimal("0.01"))
     saga_id = time_ordered_id()
-    # Inserted by the saga's start, already in its first state, with the saga and its first
-    # attempt: in one transaction, or (PostgreSQL, no transaction open) in one statement.
+    # Inserted by the saga's start, already in its first state, with the saga, its first
+    # attempt and its booking.created event: all or nothing (one statement on PostgreSQL).
     booking = Booking(
         owner=owner,
         resource=resource,
@@ -143,7 +137,7 @@ def booking_create(
         saga_id=saga_id,
     )
     dispatch = _KeepsAttempts()
-    booking.saga = engine.start(
+    engine.start(
         saga_type=SAGA_TYPE,
         target_id=str(booking.pk),
         saga_id=saga_id,
@@ -165,7 +159,6 @@ def booking_create(
         },
     )
     booking.new_attempts = dispatch.attempts
-    events.emit(booking, "created")
     return booking
 
 

@@ -1,7 +1,8 @@
 """The booking state machine drawn from its own transitions (Booking.state's @transition
 methods), so the picture can never drift from the code: DOT for Graphviz, and an SVG arc diagram
-made here (no `dot` binary needed). Used by the admin dashboard and `manage.py
-graph_booking_states`."""
+made here (no `dot` binary needed), and Mermaid text for the README (between the markers
+README_START and README_END, rewritten by `manage.py graph_booking_states --write-readme`, `make
+diagram`). Used by the admin dashboard and `manage.py graph_booking_states`."""
 
 from __future__ import annotations
 
@@ -113,6 +114,44 @@ def to_dot(counts: dict[str, int] | None = None) -> str:
             style="dashed" if edge.by_operator else "solid",
         )
     return graph.source
+
+
+# The README's generated block lies between these two lines (tests/commands/test_state_diagram.py
+# fails when it differs from to_mermaid()).
+README_START = "<!-- state-diagram:start (generated: make diagram) -->"
+README_END = "<!-- state-diagram:end -->"
+
+
+def to_mermaid() -> str:
+    """A Mermaid `stateDiagram-v2`: the initial state, then every edge in declaration order,
+    labelled with its transitions; those fired only by an operator action say so."""
+    lines = ["stateDiagram-v2", f"    [*] --> {_state_field().default}"]
+    for edge in edges():
+        label = " / ".join(edge.names) + (" (operator)" if edge.by_operator else "")
+        lines.append(f"    {edge.source} --> {edge.target}: {label}")
+    return "\n".join(lines) + "\n"
+
+
+def readme_block() -> str:
+    """What README.md holds between README_START and README_END (markers included)."""
+    return f"{README_START}\n```mermaid\n{to_mermaid()}```\n{README_END}"
+
+
+def replace_readme_block(text: str) -> str:
+    """`text` (a README) with its generated block replaced by readme_block(). ValueError when
+    the markers are missing or out of order."""
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"no {README_START!r} ... {README_END!r} block")
+    return text[:start] + readme_block() + text[end + len(README_END) :]
+
+
+def readme_block_of(text: str) -> str | None:
+    """The generated block as it stands in `text` (markers included), or None."""
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        return None
+    return text[start : end + len(README_END)]
 
 
 NODE_W, NODE_H, GAP, ARC_STEP, MARGIN = 148, 46, 26, 30, 16

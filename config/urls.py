@@ -14,7 +14,7 @@ urlpatterns = [
     path("api/v1/", ApiRootView.as_view(), name="api-root"),
     path("api/v1/", include("bookings.api.urls")),
     path("api/v1/", include("webhooks.api.urls")),
-    # Probes and scraping: expose them on the internal network only (README, Production).
+    # Probes and scraping: expose them on the internal network only (docs/production.md).
     path("health/", HealthView.as_view(), name="health"),
     path("health/web/", HealthView.as_view(checks=WEB_CHECKS), name="health-web"),
     path("metrics", metrics_view, name="metrics"),

@@ -14,7 +14,6 @@ worker machine without a web process is scraped directly.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterable, Iterator
 
 from django.http import HttpRequest, HttpResponse
@@ -85,18 +84,12 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
-_server_lock = threading.Lock()
-_server_started = False
-
-
 def serve_worker_metrics(port: int, addr: str) -> bool:
-    """Serve this worker's metrics (all its pool processes) on `port`, once per process."""
-    global _server_started
-    with _server_lock:
-        if _server_started or not port:
-            return False
-        registry = process_registry()
-        registry.register(CircuitCollector())
-        start_http_server(port, addr=addr, registry=registry)
-        _server_started = True
-        return True
+    """Serve this worker's metrics (all its pool processes) on `port`. Called once, when the
+    worker's main process is ready (Celery's worker_ready); port 0: not served."""
+    if not port:
+        return False
+    registry = process_registry()
+    registry.register(CircuitCollector())
+    start_http_server(port, addr=addr, registry=registry)
+    return True

@@ -133,14 +133,14 @@ class SagaHooks:
     target_relation: str | None = None
 
     def load_target(self, saga: Any) -> Any:
-        """Read the target without a lock, for the engine's one-statement path (a Django model
-        instance: the engine writes the fields the hooks changed, if they still hold the values
-        read). None: the engine always takes the locked path for this saga type."""
+        """Read the target without a lock (a Django model instance, or None if the saga has
+        none): the engine writes the fields the hooks changed, if they still hold the values
+        read (sagas/store.py)."""
         return None
 
     def save_target(self, saga: Any, target: Any) -> None:
-        """Write the target once, at the end of each engine transaction that called the other
-        hooks (they change it in memory only, so a step costs one write of the target)."""
+        """Write the target at the end of an operator's action, under its lock (the hooks change
+        it in memory only)."""
 
     def started(self, saga: Any, target: Any) -> None:
         """The saga was created and its first step scheduled."""
@@ -169,6 +169,19 @@ class SagaHooks:
 
     def resolved(self, saga: Any, target: Any, outcome: str, reason: str) -> None:
         """An operator closed the saga by hand as `completed` or `compensated`."""
+
+    def announce(
+        self, saga: Any, target: Any, transition: str, attempts: Callable[[], list[Any]]
+    ) -> list[Any]:
+        """New rows telling the world about `transition` (started, step_succeeded, completed,
+        compensation_started, compensation_succeeded, compensated, attention_required,
+        resolved), called after its hook: they are written with the transition, all or nothing
+        (an outbox). `attempts()` gives the saga's attempts as they will be once written."""
+        return []
+
+    def announced(self, rows: list[Any]) -> None:
+        """The rows `announce` returned (with the engine's own) are committed: send what they
+        say (their messages), without waiting."""
 
 
 @dataclass(frozen=True)

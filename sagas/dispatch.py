@@ -43,20 +43,15 @@ class Dispatch:
         queue = step.queue or settings.CELERY_TASK_DEFAULT_QUEUE
         return countdown <= 0 and queue in self.chain_queues
 
-    def after_commit(self, row: SagaStep, step: Step, countdown: float) -> None:
-        """Inside a transaction: hand the attempt on once it commits."""
+    def after_commit(self, row: SagaStep, step: Step, countdown: float, target: Any) -> None:
+        """Hand the attempt on once the transaction that wrote it commits (at once outside a
+        transaction: it is written already): to this worker's chain, with `target` (the saga's
+        target as written; None: read it again), or to the broker."""
         if self._chains(step, countdown):
-            transaction.on_commit(lambda: self.next.append((row, None)))  # the row and its saga
+            transaction.on_commit(lambda: self.next.append((row, target)))
             return
         step_id, queue = row.pk, step.queue
         transaction.on_commit(lambda: self.send(step_id, queue, countdown))
-
-    def written(self, row: SagaStep, step: Step, target: Any) -> None:
-        """An attempt already committed: to this worker's chain, or to the broker now."""
-        if self._chains(step, 0):
-            self.next.append((row, target))
-        else:
-            self.send(row.pk, step.queue, 0)
 
     def send(self, step_id: int, queue: str | None, countdown: float) -> None:
         """Publish the attempt's message. A broker that is down is not an error here: the row

@@ -1,12 +1,14 @@
-"""The saga engine: start, execute a step, record its outcome, compensate, cancel, and the
-operator's retry / compensate / resolve.
+"""The saga engine, as the story of a step: start a saga; run an attempt's side effect; decide
+what its outcome means (sagas/decision.py); apply the decision to the rows in memory; write
+them (sagas/store.py); and, once written, send the next attempt. Then the operator's cancel,
+retry and resolve, and the sweeper's recovery.
 
 Rules every function here keeps:
 
 - A side effect (a provider call) runs outside any transaction. Everything else (recording an
-  outcome, moving the target's state through the hooks, scheduling the next attempt) happens in
-  one transaction with the saga row locked (SELECT ... FOR UPDATE on PostgreSQL; SQLite's
-  IMMEDIATE transactions serialize writers).
+  outcome, moving the target's state through the hooks, scheduling the next attempt, the
+  target's outbox rows) is written all or nothing, and only if nobody changed the saga, the
+  attempt or the target since they were read; else the engine reads again and decides again.
 - An attempt is a SagaStep row written *before* its message is sent; the message carries only the
   row's id and is sent after commit. A message lost between commit and broker leaves a scheduled
   row whose lease runs out; the sweeper sends it again.
@@ -28,14 +30,14 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Max, Min, Model
+from django.db.models import F, Model
 from django.utils import timezone
 
-from . import instrument, loading, optimistic
+from . import decision as decisions
+from . import instrument, store
+from .decision import Decision
 from .definition import (
     ACTION,
-    COMPENSATION,
-    RetryPolicy,
     SagaDefinition,
     Step,
     StepContext,
@@ -43,7 +45,7 @@ from .definition import (
     target_relations,
 )
 from .dispatch import Dispatch
-from .errors import Deferral, PermanentError, SagaStateError, StepError, TransientError
+from .errors import SagaStateError, StepError, TransientError
 from .models import Saga, SagaEvent, SagaStep
 
 log = logging.getLogger(__name__)
@@ -54,22 +56,15 @@ Status = Saga.Status
 StepStatus = SagaStep.Status
 
 MAX_CHAIN = 20
-SAGA_FIELDS = [
-    "status",
-    "direction",
-    "current_step",
-    "results",
-    "reason",
-    "last_error",
-    "cancel_requested_at",
-    "cancel_reason",
-    "finished_at",
-    "updated_at",
-]
+MAX_CONFLICTS = 50  # reads and decisions again after concurrent writes, before giving up
 
 
-class _Duplicate(Exception):
-    """The attempt already had its outcome recorded: roll back and change nothing."""
+@dataclass(frozen=True)
+class Outcome:
+    result: dict[str, Any]
+    error: StepError | None
+    started_at: datetime
+    finished_at: datetime
 
 
 # --- starting ------------------------------------------------------------------------------
@@ -85,69 +80,42 @@ def start(
     dispatch: Dispatch | None = None,
     also: Sequence[Model] = (),
 ) -> Saga:
-    """Create a saga and schedule its first step, in the caller's transaction (so that the
-    target and its saga are committed together), or, for a new target with no transaction open
-    (PostgreSQL), in one statement (see _start_in_one_statement). The first message leaves
-    after commit.
-    `target`, when given, is the object the saga drives, not saved yet or already locked.
-    `also`: new rows written together with the saga (all or nothing), such as the request's
-    idempotency key; a unique violation among them raises IntegrityError and writes nothing."""
+    """Create a saga and schedule its first step; the first message leaves after commit.
+
+    `target`: the new object the saga drives (not saved yet): it is written with the saga,
+    after its first transition. Without it, the hooks' lock_target finds it once the saga is
+    written. `also`: more new rows written with them (such as the request's idempotency key).
+    All of it is one write, all or nothing (one statement on PostgreSQL outside a transaction);
+    a unique violation raises IntegrityError and writes nothing."""
     dispatch = dispatch or Dispatch()
     definition = get_definition(saga_type)
+    first = definition.steps[0]
     fields: dict[str, Any] = {"saga_type": saga_type, "target_id": str(target_id)}
     if saga_id is not None:
         fields["id"] = saga_id
-    saga = Saga(**fields, payload=payload, current_step=definition.steps[0].name)
-    if target is not None and target._state.adding and optimistic.available():
-        return _start_in_one_statement(saga, definition, target, dispatch, also)
-    with transaction.atomic(savepoint=False):
-        saga.save(force_insert=True)
-        if target is None:
-            target = definition.hooks.lock_target(saga)
-        definition.hooks.started(saga, target)
-        definition.hooks.save_target(saga, target)
-        _schedule(saga, definition, definition.steps[0], ACTION, dispatch, round_=1)
-        for row in also:
-            row.save(force_insert=True)
-        instrument.saga_started(saga)  # metrics + log line, after commit (sagas/instrument.py)
-    return saga
-
-
-def _start_in_one_statement(
-    saga: Saga, definition: SagaDefinition, target: Any, dispatch: Dispatch, also: Sequence[Model]
-) -> Saga:
-    """start() of a new target outside any transaction, on PostgreSQL: the saga, the target
-    after its first transition and the first attempt are inserted by one statement in
-    autocommit (sagas/optimistic.py), all or nothing, and the first message leaves after it."""
-    first = definition.steps[0]
-    definition.hooks.started(saga, target)
+    saga = Saga(**fields, payload=payload, current_step=first.name)
     row = _attempt_row(saga, definition, first, ACTION, attempt=1, round_=1)
-    saga.version += 1  # as Saga.save does
-    optimistic.insert_all([saga, target, row, *also])
-    instrument.saga_started(saga)  # no transaction open: emitted now
-    dispatch.written(row, first, target)
+    writer = store.current()
+    if target is not None:
+        announced = _begin(saga, target, definition, row)
+        writer.insert([saga, target, row, *also, *announced])
+    else:
+        with transaction.atomic():
+            writer.insert([saga])
+            target = definition.hooks.lock_target(saga)
+            announced = _begin(saga, target, definition, row)
+            if target is not None:
+                definition.hooks.save_target(saga, target)
+            writer.insert([row, *also, *announced])
+    instrument.saga_started(saga)  # metrics + log line, after commit (sagas/instrument.py)
+    transaction.on_commit(partial(definition.hooks.announced, announced))
+    dispatch.after_commit(row, first, 0, target)
     return saga
 
 
-def _schedule(
-    saga: Saga,
-    definition: SagaDefinition,
-    step: Step,
-    direction: str,
-    dispatch: Dispatch,
-    *,
-    attempt: int = 1,
-    round_: int | None = None,
-    delay: float = 0.0,
-) -> SagaStep:
-    """Write the attempt row, then send its message after commit."""
-    if round_ is None:
-        round_ = _current_round(saga, step.name, direction)
-    row = _attempt_row(saga, definition, step, direction, attempt, round_, delay)
-    row.save(force_insert=True)
-    saga.current_step = step.name
-    dispatch.after_commit(row, step, delay)
-    return row
+def _begin(saga: Saga, target: Any, definition: SagaDefinition, first: SagaStep) -> list[Model]:
+    definition.hooks.started(saga, target)
+    return definition.hooks.announce(saga, target, "started", lambda: [first])
 
 
 def _attempt_row(
@@ -176,22 +144,7 @@ def _attempt_row(
     )
 
 
-def _current_round(saga: Saga, name: str, direction: str) -> int:
-    latest = SagaStep.objects.filter(saga=saga, name=name, direction=direction).aggregate(
-        Max("round")
-    )["round__max"]
-    return latest or 1
-
-
 # --- executing -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Outcome:
-    result: dict[str, Any]
-    error: StepError | None
-    started_at: datetime
-    finished_at: datetime
 
 
 def execute(
@@ -210,7 +163,7 @@ def execute(
     (every attempt is a row with a lease before it runs), one message per saga instead of one
     per step."""
     dispatch = Dispatch(chain_queues=chain_queues or frozenset())
-    label = _execute_one(step_id, task_id, worker, dispatch)
+    label = _execute_one(_read(step_id), task_id, worker, dispatch)
     hops = 0
     while dispatch.next and hops < MAX_CHAIN:
         row, target = dispatch.next.pop(0)
@@ -221,14 +174,18 @@ def execute(
     return label
 
 
+def _read(step_id: int) -> SagaStep | None:
+    """The attempt with its saga and the saga's target, in one query."""
+    related = ["saga", *(f"saga__{name}" for name in target_relations())]
+    try:
+        return SagaStep.objects.select_related(*related).get(pk=step_id)
+    except SagaStep.DoesNotExist:
+        return None
+
+
 def _execute_one(
-    attempt: int | SagaStep, task_id: str, worker: str, dispatch: Dispatch, target: Any = None
+    row: SagaStep | None, task_id: str, worker: str, dispatch: Dispatch, target: Any = None
 ) -> str:
-    row = (
-        attempt
-        if isinstance(attempt, SagaStep)
-        else loading.attempt_with_saga(attempt, tuple(target_relations()))
-    )
     if row is None:
         return "missing"
     if row.status != StepStatus.SCHEDULED:
@@ -282,6 +239,9 @@ def _execute_one(
     )
 
 
+# --- recording an outcome ------------------------------------------------------------------
+
+
 def record(
     step_id: int,
     saga_id: Any,
@@ -293,320 +253,220 @@ def record(
     target: Any = None,
     dispatch: Dispatch | None = None,
 ) -> str:
-    """Record an attempt's outcome and move the saga on, in one transaction. Only the first
-    outcome of an attempt counts; any later one returns "duplicate" and changes nothing.
-    `row` may be a copy of the attempt read earlier (with its saga): only its fixed fields are
-    trusted, its status is checked again by the conditional update that records the outcome.
-    `target`, with `row`, is the saga's target as last written by this process.
+    """Record an attempt's outcome and move the saga on. Only the first outcome of an attempt
+    counts; any later one returns "duplicate" and changes nothing.
 
-    The common case, an action that succeeded with no cancel pending, is written in one
-    statement without locks when it can be (see `_record_optimistic`); anything else, or any
-    conflict, takes the locked path below."""
+    `row`: the attempt as read earlier, with its saga; `target`: the saga's target as last
+    written by this process. The decision is made on what was read and written only if none
+    of it changed meanwhile (sagas/store.py); if something did, everything is read again and
+    decided again."""
     dispatch = dispatch or Dispatch()
-    if row is not None and outcome.error is None:
-        label = _record_optimistic(row, outcome, task_id, worker, target, dispatch)
-        if label is not None:
-            return label
-        row = None  # the copy was changed in memory: read the attempt again
-    try:
-        with transaction.atomic():
-            saga = Saga.objects.select_for_update().get(pk=saga_id)
+    writer = store.current()
+    for _ in range(MAX_CONFLICTS):
+        fresh = row is None
+        if row is None:
+            row, target = _read(step_id), None
             if row is None:
-                row = SagaStep.objects.get(pk=step_id)
-            if row.status != StepStatus.SCHEDULED:
-                return "duplicate"
-            definition = get_definition(saga.saga_type)
-            target = definition.hooks.lock_target(saga)
-            _stamp(row, outcome, task_id, worker)
-            label = _apply_outcome(saga, target, definition, row, outcome, dispatch)
-            instrument.attempt_recorded(saga, row, outcome, label)  # metrics + log, after commit
-            definition.hooks.save_target(saga, target)
-            saga.save(update_fields=SAGA_FIELDS)
-    except _Duplicate:
-        return "duplicate"
-    return label
+                return "missing"
+        if row.status != StepStatus.SCHEDULED:
+            return "duplicate"
+        saga = row.saga
+        definition = get_definition(saga.saga_type)
+        if target is None:
+            target = definition.hooks.load_target(saga)
+        change = store.Change(
+            saga, store.snapshot(saga), row, target, store.snapshot(target) if target else {}
+        )
+        history = _History(saga, row)
+        try:
+            decided = decisions.decide(
+                definition,
+                _state(saga),
+                _attempt(row),
+                outcome.error,
+                history=history.attempts,
+                now=timezone.now(),
+            )
+            _record_attempt(row, decided, outcome, task_id, worker)
+            change.new = _apply(saga, target, definition, decided, outcome.result, history)
+        except Exception:
+            if fresh:
+                raise
+            # The copies read earlier disagree with what is stored now (a transition refused):
+            # read them again. Not hidden: on fresh rows the same error is raised.
+            log.info("attempt %s: the rows read earlier are stale; reading them again", row.pk)
+            row = target = None
+            continue
+        if writer.commit(change):
+            _written(saga, target, definition, row, decided, outcome, change.new, dispatch)
+            return decided.label
+        log.info("attempt %s: the saga changed meanwhile; reading it again", row.pk)
+        row = target = None
+    raise SagaStateError(f"attempt {step_id}: the saga kept changing; its lease will bring it back")
 
 
-def _stamp(row: SagaStep, outcome: Outcome, task_id: str, worker: str) -> None:
+class _History:
+    """The saga's attempts as stored (read once, when a decision or an event needs them), and
+    as they will be once the change being made is written."""
+
+    def __init__(self, saga: Saga, row: SagaStep | None) -> None:
+        self.saga, self.row = saga, row
+        self.stored: list[SagaStep] | None = None
+        self.new: list[SagaStep] = []
+
+    def _rows(self) -> list[SagaStep]:
+        if self.stored is None:
+            self.stored = list(SagaStep.objects.filter(saga_id=self.saga.pk).order_by("pk"))
+        return self.stored
+
+    def attempts(self) -> list[decisions.Attempt]:
+        return [_attempt(a) for a in self._rows()]
+
+    def after(self) -> list[SagaStep]:
+        if self.row is None:
+            return [*self._rows(), *self.new]
+        others = [a for a in self._rows() if a.pk != self.row.pk]
+        return [*others, self.row, *self.new]
+
+
+def _state(saga: Saga) -> decisions.SagaState:
+    return decisions.SagaState(
+        status=saga.status,
+        direction=saga.direction,
+        reason=saga.reason,
+        last_error=saga.last_error,
+        cancel_reason=saga.cancel_reason,
+        cancel_requested=saga.cancel_requested_at is not None,
+    )
+
+
+def _attempt(row: SagaStep) -> decisions.Attempt:
+    return decisions.Attempt(
+        id=row.pk,
+        name=row.name,
+        direction=row.direction,
+        attempt=row.attempt,
+        round=row.round,
+        status=row.status,
+        outcome_unknown=row.outcome_unknown,
+        created_at=row.created_at or timezone.now(),
+    )
+
+
+def _record_attempt(
+    row: SagaStep, decided: Decision, outcome: Outcome, task_id: str, worker: str
+) -> None:
+    """The attempt's outcome, in memory."""
     row.started_at, row.finished_at = outcome.started_at, outcome.finished_at
     row.task_id, row.worker = task_id[:64], worker[:128]
-
-
-def _record_optimistic(
-    row: SagaStep, outcome: Outcome, task_id: str, worker: str, target: Any, dispatch: Dispatch
-) -> str | None:
-    """Record a successful action in one statement, no lock taken: the attempt's outcome, the
-    saga, the target's changed fields and the next attempt, written only if the attempt is still
-    scheduled, the saga's version is the one read, and the target's changed fields still hold the
-    values read (sagas/optimistic.py); else nothing is written and None says "take the locked
-    path". Returns None at once where this path does not apply: inside a transaction, on a
-    database without data-modifying CTEs, a cancel pending, a saga not running forward, a target
-    the hooks cannot read without a lock."""
-    saga = row.saga
-    if not optimistic.available() or saga.status != Status.RUNNING or saga.cancel_requested_at:
-        return None
-    if row.direction != ACTION or row.status != StepStatus.SCHEDULED:
-        return None
-    definition = get_definition(saga.saga_type)
-    if target is None:
-        target = definition.hooks.load_target(saga)
-        if target is None:
-            return None
-    saga_before = optimistic.snapshot(saga, SAGA_FIELDS)
-    target_before = optimistic.snapshot(target)
-    step = definition.step(row.name)
-    row.status, row.response = StepStatus.SUCCEEDED, outcome.result
-    _stamp(row, outcome, task_id, worker)
-    try:
-        following = _forward(saga, target, definition, step, outcome.result)
-    except Exception:  # e.g. a transition refused: the copies read disagree. Not hidden: the
-        # locked path runs the hooks again on rows read under lock, and raises if it persists.
-        log.info("attempt %s: the copies read disagree; recording under the lock", row.pk)
-        return None
-    next_row = None
-    if following is not None:
-        next_row = _attempt_row(saga, definition, following, ACTION, attempt=1, round_=1)
-        saga.current_step = following.name
-    if not optimistic.write(
-        saga=(saga, saga_before),
-        outcome=(row, OUTCOME_FIELDS),
-        target=(target, target_before),
-        new_attempt=next_row,
-    ):
-        log.info("attempt %s: the saga changed meanwhile; recording under its lock", row.pk)
-        return None
-    label = "succeeded"
-    instrument.attempt_recorded(saga, row, outcome, label)  # not in a transaction: at once
-    if following is not None and next_row is not None:
-        dispatch.written(next_row, following, target)
+    row.status = decided.attempt_status
+    row.outcome_unknown = decided.outcome_unknown
+    if outcome.error is None:
+        row.response = outcome.result
     else:
-        instrument.saga_completed(saga)
-    return label
+        row.error, row.error_code, row.response = (
+            decided.error,
+            decided.error_code,
+            outcome.error.data,
+        )
+    if decided.defer is not None:  # not tried: sent again later, with a lease from then
+        step = get_definition(row.saga.saga_type).step(row.name)
+        timeout = step.timeout_for(row.saga.saga_type, row.direction)
+        row.scheduled_for = timezone.now() + timedelta(seconds=decided.defer)
+        row.lease_expires_at = row.scheduled_for + timedelta(seconds=timeout) + LEASE_GRACE
 
 
-OUTCOME_FIELDS = (
-    "status",
-    "started_at",
-    "finished_at",
-    "task_id",
-    "worker",
-    "response",
-    "error",
-    "error_code",
-    "outcome_unknown",
-)
+def _apply(
+    saga: Saga,
+    target: Any,
+    definition: SagaDefinition,
+    decided: Decision,
+    result: dict[str, Any],
+    history: _History,
+) -> list[Model]:
+    """The decision's effect on the saga and its target, in memory, through the hooks; returns
+    the new rows it makes: the next attempt, a parked event, the hooks' announcements."""
+    state = decided.saga
+    saga.status, saga.direction, saga.reason = state.status, state.direction, state.reason
+    saga.last_error = state.last_error
+    if decided.current_step is not None:
+        saga.current_step = decided.current_step
+    if decided.finished is not None:
+        saga.finished_at = timezone.now() if decided.finished else None
+    new: list[Model] = []
+    following = decided.next
+    if following is not None:
+        step = definition.step(following.step)
+        row = _attempt_row(
+            saga,
+            definition,
+            step,
+            following.direction,
+            following.attempt,
+            following.round,
+            following.delay,
+        )
+        new.append(row)
+        history.new.append(row)
+    if decided.parked:
+        new.append(SagaEvent(saga=saga, kind="parked", reason=decided.parked))
+    hooks = definition.hooks
+    for name, step_name, reason in decided.transitions:
+        if name == "step_succeeded":
+            saga.results = {**saga.results, step_name: result}
+            hooks.step_succeeded(saga, target, definition.step(step_name), result)
+        elif name == "compensation_succeeded":
+            hooks.compensation_succeeded(saga, target, definition.step(step_name), result)
+        elif name == "completed":
+            hooks.completed(saga, target)
+        elif name == "compensation_started":
+            hooks.compensation_started(saga, target, reason)
+        elif name == "compensated":
+            hooks.compensated(saga, target, reason)
+        elif name == "attention_required":
+            hooks.attention_required(saga, target, reason)
+        new += hooks.announce(saga, target, name, history.after)
+    return new
 
 
-def _save_outcome(row: SagaStep, *extra: str) -> None:
-    """Write the attempt's outcome if it is still scheduled, else give up the transaction: a
-    second copy of the attempt got there first."""
-    fields = {name: getattr(row, name) for name in (*OUTCOME_FIELDS, *extra)}
-    if not SagaStep.objects.filter(pk=row.pk, status=StepStatus.SCHEDULED).update(**fields):
-        raise _Duplicate
-
-
-def _apply_outcome(
+def _written(
     saga: Saga,
     target: Any,
     definition: SagaDefinition,
     row: SagaStep,
+    decided: Decision,
     outcome: Outcome,
-    dispatch: Dispatch,
-) -> str:
-    step = definition.step(row.name)
-    error = outcome.error
-    if error is None:
-        row.status = StepStatus.SUCCEEDED
-        row.response = outcome.result
-        _save_outcome(row)
-        if row.direction == ACTION:
-            _action_succeeded(saga, target, definition, step, outcome.result, dispatch)
-        else:
-            definition.hooks.compensation_succeeded(saga, target, step, outcome.result)
-            _next_compensation(saga, target, definition, dispatch)
-        return "succeeded"
-
-    row.error, row.error_code, row.response = error.message, error.code[:64], error.data
-    policy = step.policy(saga.saga_type, row.direction)
-    retriable = isinstance(error, TransientError) and error.code != "no_outcome"
-    if isinstance(error, Deferral):
-        if error.code != "circuit_open" or not _waited_too_long(row, policy):
-            _defer(saga, step, row, error.delay, dispatch)
-            return "deferred"
-        # The provider's circuit stayed open past the step's schedule and max_wait: give up as
-        # if the retries had run out (an earlier attempt may have acted: compensated if so).
-        error = TransientError(
-            f"{error.message}; gave up after {policy.give_up_after():.0f}s",
-            code="provider_unavailable",
-        )
-        row.error, row.error_code = error.message, error.code
-        retriable = False
-    if retriable and row.attempt < policy.max_attempts:
-        row.status = StepStatus.RETRYING
-        _save_outcome(row)
-        _schedule(
-            saga,
-            definition,
-            step,
-            row.direction,
-            dispatch,
-            attempt=row.attempt + 1,
-            round_=row.round,
-            delay=policy.delay(row.attempt),
-        )
-        return "retrying"
-
-    row.status = StepStatus.FAILED
-    # A transient failure (timeout, lost worker) does not prove the provider did nothing.
-    row.outcome_unknown = isinstance(error, TransientError)
-    _save_outcome(row)
-    saga.last_error = f"{row.name} ({row.direction}): {error.message}"
-    if error.code == "no_outcome":
-        # The attempt never reported back (its worker died each time it ran it): whether the
-        # effect happened is unknown, so an operator decides.
-        _park(saga, target, definition, f"{row.name} {row.direction} gave no outcome")
-    elif row.direction == COMPENSATION:
-        _park(saga, target, definition, f"compensation of {row.name} failed")
-    elif step.retriable_only:
-        _park(saga, target, definition, f"{row.name} failed after {row.attempt} attempts")
-    else:
-        _begin_compensation(saga, target, definition, _reason(error), dispatch)
-    return "failed"
-
-
-def _waited_too_long(row: SagaStep, policy: RetryPolicy) -> bool:
-    """Whether the step (this round of it, in this direction) has been trying for longer than
-    its retry schedule plus max_wait allow."""
-    first = SagaStep.objects.filter(
-        saga_id=row.saga_id, name=row.name, direction=row.direction, round=row.round
-    ).aggregate(first=Min("created_at"))["first"]
-    started = first or row.created_at
-    return timezone.now() - started > timedelta(seconds=policy.give_up_after())
-
-
-def _defer(saga: Saga, step: Step, row: SagaStep, delay: float, dispatch: Dispatch) -> None:
-    """Keep the attempt scheduled and send it again after `delay`: it was not tried."""
-    timeout = step.timeout_for(saga.saga_type, row.direction)
-    row.scheduled_for = timezone.now() + timedelta(seconds=delay)
-    row.lease_expires_at = row.scheduled_for + timedelta(seconds=timeout) + LEASE_GRACE
-    _save_outcome(row, "scheduled_for", "lease_expires_at")
-    dispatch.after_commit(row, step, delay)
-
-
-def _reason(error: StepError) -> str:
-    if isinstance(error, PermanentError):
-        return error.code
-    if error.code == "timeout":
-        return "timeout"
-    return "step_failed"
-
-
-def _action_succeeded(
-    saga: Saga,
-    target: Any,
-    definition: SagaDefinition,
-    step: Step,
-    result: dict[str, Any],
+    new: list[Model],
     dispatch: Dispatch,
 ) -> None:
-    if saga.cancel_requested_at:
-        _keep_result(saga, target, definition, step, result)
-        _begin_compensation(saga, target, definition, saga.cancel_reason, dispatch)
-        return
-    following = _forward(saga, target, definition, step, result)
-    if following is not None:
-        _schedule(saga, definition, following, ACTION, dispatch, round_=1)
-    else:
-        instrument.saga_completed(saga)  # metrics + log line, after commit
+    """The change is written (or will be, with the caller's transaction): metrics, log lines,
+    the hooks' announcements and the next message leave after commit."""
+    instrument.attempt_recorded(saga, row, outcome, decided.label)
+    _announce_end(saga, decided)
+    transaction.on_commit(partial(definition.hooks.announced, new))
+    if decided.defer is not None:
+        dispatch.after_commit(row, definition.step(row.name), decided.defer, target)
+    for attempt in new:
+        if isinstance(attempt, SagaStep):
+            step = definition.step(attempt.name)
+            delay = decided.next.delay if decided.next else 0.0
+            dispatch.after_commit(attempt, step, delay, target)
 
 
-def _keep_result(
-    saga: Saga, target: Any, definition: SagaDefinition, step: Step, result: dict[str, Any]
-) -> None:
-    saga.results = {**saga.results, step.name: result}
-    definition.hooks.step_succeeded(saga, target, step, result)
-
-
-def _forward(
-    saga: Saga, target: Any, definition: SagaDefinition, step: Step, result: dict[str, Any]
-) -> Step | None:
-    """An action succeeded and no cancel is pending: keep its result, move the target, and
-    return the next step to schedule, or complete the saga (in memory) and return None."""
-    _keep_result(saga, target, definition, step, result)
-    position = definition.index(step.name)
-    if position + 1 < len(definition.steps):
-        return definition.steps[position + 1]
-    saga.status = Status.COMPLETED
-    saga.current_step = ""
-    saga.finished_at = timezone.now()
-    definition.hooks.completed(saga, target)
-    return None
-
-
-def _begin_compensation(
-    saga: Saga, target: Any, definition: SagaDefinition, reason: str, dispatch: Dispatch
-) -> None:
-    saga.status = Status.COMPENSATING
-    saga.direction = Saga.Direction.BACKWARD
-    saga.reason = reason
-    saga.finished_at = None
-    definition.hooks.compensation_started(saga, target, reason)
-    _next_compensation(saga, target, definition, dispatch)
-
-
-def _next_compensation(
-    saga: Saga, target: Any, definition: SagaDefinition, dispatch: Dispatch
-) -> None:
-    """Schedule the compensation of the latest completed step not yet undone, or finish."""
-    pending = pending_compensations(saga)
-    if pending:
-        _schedule(saga, definition, pending[0], COMPENSATION, dispatch)
-        return
-    saga.status = Status.COMPENSATED
-    saga.current_step = ""
-    saga.finished_at = timezone.now()
-    definition.hooks.compensated(saga, target, saga.reason)
-    instrument.saga_compensated(saga, saga.reason)  # metrics + log line, after commit
-
-
-def pending_compensations(saga: Saga) -> list[Step]:
-    """The compensations that would run if the saga turned back now, in the order they'd run:
-    every step whose action succeeded, or may have (its last attempt failed with an unknown
-    outcome), and is not undone yet. Compensations must be harmless when nothing was done."""
-    definition = get_definition(saga.saga_type)
-    rows = SagaStep.objects.filter(saga=saga).values_list(
-        "name", "direction", "status", "outcome_unknown"
-    )
-    done, maybe = set(), set()
-    for name, direction, status, unknown in rows:
-        if status == StepStatus.SUCCEEDED:
-            done.add((name, direction))
-        elif direction == ACTION and status == StepStatus.FAILED and unknown:
-            maybe.add(name)
-    return [
-        step
-        for step in reversed(definition.steps)
-        if step.compensatable
-        and ((step.name, ACTION) in done or step.name in maybe)
-        and (step.name, COMPENSATION) not in done
-    ]
-
-
-def _park(saga: Saga, target: Any, definition: SagaDefinition, why: str) -> None:
-    saga.status = Status.REQUIRES_ATTENTION
-    saga.last_error = why if not saga.last_error else saga.last_error
-    SagaEvent.objects.create(saga=saga, kind="parked", reason=why)
-    definition.hooks.attention_required(saga, target, why)
-    instrument.saga_parked(saga, why)  # metrics + log line, after commit
-
-
-def _skip_outstanding(saga: Saga, why: str) -> None:
-    SagaStep.objects.filter(saga=saga, status=StepStatus.SCHEDULED).update(
-        status=StepStatus.SKIPPED, error=why, finished_at=timezone.now()
-    )
+def _announce_end(saga: Saga, decided: Decision) -> None:
+    """Metrics and log lines of a saga that finished or stopped, after commit."""
+    ended = {name for name, _, _ in decided.transitions}
+    if "completed" in ended:
+        instrument.saga_completed(saga)
+    elif "compensated" in ended:
+        instrument.saga_compensated(saga, saga.reason)
+    elif "attention_required" in ended:
+        instrument.saga_parked(saga, decided.parked)
 
 
 # --- cancel and operator actions ------------------------------------------------------------
+# Rare and made by people: each takes the saga's lock (then the target's) in one transaction,
+# so that it sees the latest rows and nothing changes under it.
 
 
 def _locked(saga_id: Any) -> tuple[Saga, SagaDefinition, Any]:
@@ -617,6 +477,19 @@ def _locked(saga_id: Any) -> tuple[Saga, SagaDefinition, Any]:
 
 def _audit(saga: Saga, kind: str, actor: str, reason: str, **data: Any) -> None:
     SagaEvent.objects.create(saga=saga, kind=kind, actor=actor, reason=reason, data=data)
+
+
+def _save(saga: Saga, target: Any, definition: SagaDefinition, new: list[Model]) -> None:
+    """Write what an operator action changed, under the locks it holds; the new attempts leave
+    and the hooks' announcements go out after commit."""
+    if target is not None:
+        definition.hooks.save_target(saga, target)
+    saga.save()
+    store.OrmStore().insert(new)
+    transaction.on_commit(partial(definition.hooks.announced, new))
+    for row in new:
+        if isinstance(row, SagaStep):
+            Dispatch().after_commit(row, definition.step(row.name), 0, None)
 
 
 def cancellable(saga: Saga) -> bool:
@@ -638,18 +511,27 @@ def turn_back(*, saga_id: Any, reason: str, actor: str = "", note: str = "") -> 
             if saga.cancel_requested_at and saga.status == Status.RUNNING:
                 raise SagaStateError("a cancellation is already under way")
             raise SagaStateError(f"the saga is {saga.get_status_display()} and cannot be undone")
+        new: list[Model] = []
         if saga.status == Status.RUNNING:
             saga.cancel_requested_at = timezone.now()
             saga.cancel_reason = reason
             outcome = "requested"
         else:
             _skip_outstanding(saga, f"skipped: {reason}")
-            _begin_compensation(saga, target, definition, reason, Dispatch())
+            history = _History(saga, None)
+            decided = decisions.turn_back(definition, _state(saga), reason, history.attempts())
+            new = _apply(saga, target, definition, decided, {}, history)
+            _announce_end(saga, decided)
             outcome = "compensating"
         _audit(saga, "cancel", actor, note or reason, code=reason, outcome=outcome)
-        definition.hooks.save_target(saga, target)
-        saga.save()
+        _save(saga, target, definition, new)
     return outcome
+
+
+def _skip_outstanding(saga: Saga, why: str) -> None:
+    SagaStep.objects.filter(saga=saga, status=StepStatus.SCHEDULED).update(
+        status=StepStatus.SKIPPED, error=why, finished_at=timezone.now()
+    )
 
 
 def retry(*, saga_id: Any, actor: str, reason: str) -> str:
@@ -657,6 +539,7 @@ def retry(*, saga_id: Any, actor: str, reason: str) -> str:
     retry budget; a stalled attempt is sent again now."""
     with transaction.atomic():
         saga, definition, target = _locked(saga_id)
+        new: list[Model] = []
         if saga.status == Status.REQUIRES_ATTENTION:
             failed = (
                 SagaStep.objects.filter(saga=saga, status=StepStatus.FAILED).order_by("-id").first()
@@ -667,22 +550,20 @@ def retry(*, saga_id: Any, actor: str, reason: str) -> str:
             direction = failed.direction
             saga.status = Status.RUNNING if direction == ACTION else Status.COMPENSATING
             saga.last_error = ""
+            saga.current_step = step.name
             definition.hooks.resumed(saga, target, direction)
-            _schedule(
-                saga, definition, step, direction, Dispatch(), attempt=1, round_=failed.round + 1
-            )
+            new.append(_attempt_row(saga, definition, step, direction, 1, failed.round + 1))
             outcome = f"retrying {step.name} ({direction})"
         elif saga.status in Saga.ACTIVE:
             row = SagaStep.objects.filter(saga=saga, status=StepStatus.SCHEDULED).first()
             if row is None:
                 raise SagaStateError("nothing to retry: no step is waiting")
-            _redispatch_locked(saga, definition, row, timezone.now(), Dispatch(), force=True)
+            _send_again(saga, definition, row, timezone.now())
             outcome = f"sent {row.name} ({row.direction}) again"
         else:
             raise SagaStateError(f"the saga is {saga.get_status_display()}: nothing to retry")
         _audit(saga, "retry", actor, reason, outcome=outcome)
-        definition.hooks.save_target(saga, target)
-        saga.save()
+        _save(saga, target, definition, new)
     return outcome
 
 
@@ -704,9 +585,17 @@ def resolve(*, saga_id: Any, outcome: str, actor: str, reason: str) -> None:
         saga.current_step = ""
         saga.finished_at = timezone.now()
         definition.hooks.resolved(saga, target, outcome, reason)
+        history = _History(saga, None)
+        new = definition.hooks.announce(saga, target, "resolved", history.after)
         _audit(saga, "resolve", actor, reason, outcome=outcome)
-        definition.hooks.save_target(saga, target)
-        saga.save()
+        _save(saga, target, definition, new)
+
+
+def pending_compensations(saga: Saga) -> list[Step]:
+    """The compensations that would run if the saga turned back now, in the order they'd run
+    (sagas.decision.pending_compensations on the saga's attempts as stored)."""
+    definition = get_definition(saga.saga_type)
+    return decisions.pending_compensations(definition, _History(saga, None).attempts())
 
 
 # --- recovery ------------------------------------------------------------------------------
@@ -763,34 +652,26 @@ def redispatch(step_id: int, *, now: datetime | None = None) -> str:
         if row.status != StepStatus.SCHEDULED or row.lease_expires_at >= now:
             return "not stalled"
         definition = get_definition(saga.saga_type)
-        label = _redispatch_locked(saga, definition, row, now, Dispatch(), force=False)
-        saga.save()
-    return label
+        if row.dispatch_count < settings.SAGA_MAX_DISPATCHES:
+            _send_again(saga, definition, row, now)
+            saga.save()
+            return "redispatched"
+    # Sent as often as allowed, with no outcome: recorded as an attempt that gave no outcome
+    # (whether its effect happened is unknown), like any other outcome.
+    error = TransientError(
+        f"no outcome after {row.dispatch_count} deliveries (worker lost or message lost)",
+        code="no_outcome",
+    )
+    outcome = Outcome({}, error, row.started_at or now, now)
+    label = record(step_id, saga_id, outcome, task_id=row.task_id, worker=row.worker)
+    return "not stalled" if label == "duplicate" else "gave up"
 
 
-def _redispatch_locked(
-    saga: Saga,
-    definition: SagaDefinition,
-    row: SagaStep,
-    now: datetime,
-    dispatch: Dispatch,
-    *,
-    force: bool,
-) -> str:
+def _send_again(saga: Saga, definition: SagaDefinition, row: SagaStep, now: datetime) -> None:
+    """Send a scheduled attempt's message again now, with a new lease."""
     step = definition.step(row.name)
-    if not force and row.dispatch_count >= settings.SAGA_MAX_DISPATCHES:
-        target = definition.hooks.lock_target(saga)
-        error = TransientError(
-            f"no outcome after {row.dispatch_count} deliveries (worker lost or message lost)",
-            code="no_outcome",
-        )
-        row.finished_at = now
-        _apply_outcome(saga, target, definition, row, Outcome({}, error, now, now), dispatch)
-        definition.hooks.save_target(saga, target)
-        return "gave up"
     timeout = step.timeout_for(saga.saga_type, row.direction)
     row.dispatch_count += 1
     row.lease_expires_at = now + timedelta(seconds=timeout) + LEASE_GRACE
     row.save(update_fields=["dispatch_count", "lease_expires_at"])
-    dispatch.after_commit(row, step, 0)
-    return "redispatched"
+    Dispatch().after_commit(row, step, 0, None)

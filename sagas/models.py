@@ -53,8 +53,8 @@ class Saga(models.Model):
     version = models.PositiveIntegerField(
         default=0,
         editable=False,
-        help_text="Raised by every write of the row: the engine's one-statement path records an "
-        "outcome only if nobody wrote the saga since it was read.",
+        help_text="Raised by every write of the row: the engine writes an outcome only if nobody "
+        "wrote the saga since it was read.",
     )
 
     class Meta:

@@ -6,7 +6,8 @@ rabbitmq: PostgreSQL + RabbitMQ), on a fresh `git clone` of this repository's HE
 1. `make run` in the background (its own process group, like a terminal), on a free port;
 2. wait until it serves, on 127.0.0.1 only (HOST is not given);
 3. run the exact curl line the banner printed (it asks `Prefer: wait`), and poll the booking
-   until it is `completed`;
+   until it is `completed`; then the banner's follow and cancel lines with its id (the README's
+   quick start), and poll until the booking is `cancelled`;
 4. send concurrent creates (50 by default) and fail on any 5xx or broken connection, then wait
    for those bookings to settle;
 5. Ctrl-C (SIGINT to the process group), and fail if any process it started is left, or if
@@ -196,6 +197,46 @@ def run_banner_curl(command: str, base: str, log_path: Path) -> tuple[str, str]:
     return str(body["id"]), token_match.group(1)
 
 
+def banner_booking_lines(text: str) -> tuple[str, str]:
+    """The banner's follow and cancel curl lines (`<id>` still in them), verbatim."""
+    follow = re.search(r"^[ \t]*(curl -s [^\n]*/bookings/<id>/ [^\n]*)$", text, re.M)
+    cancel = re.search(r"^[ \t]*(curl -s -X POST [^\n]*/bookings/<id>/cancel/ [^\n]*)$", text, re.M)
+    if not follow or not cancel:
+        raise SmokeFailure(f"no follow or cancel curl line in the banner:\n{text[-3000:]}")
+    return follow.group(1), cancel.group(1)
+
+
+def run_banner_line(command: str, booking_id: str) -> dict[str, Any]:
+    """A banner curl line with the booking's id in place of `<id>`, run as a user pastes it;
+    the JSON it answered."""
+    line = command.replace("<id>", booking_id)
+    done = subprocess.run(
+        ["bash", "-c", line], capture_output=True, text=True, timeout=120, check=False
+    )
+    try:
+        body: dict[str, Any] = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        raise SmokeFailure(
+            f"{line} answered no JSON (rc={done.returncode}): {done.stdout!r} {done.stderr!r}"
+        ) from None
+    return body
+
+
+def follow_and_cancel(text: str, base: str, token: str, booking_id: str) -> None:
+    """The banner's follow line shows the completed booking; its cancel line is accepted and
+    the booking ends `cancelled` (a completed booking is undone at once)."""
+    follow, cancel = banner_booking_lines(text)
+    if base not in follow or base not in cancel:
+        raise SmokeFailure(f"the banner's follow/cancel lines do not target {base}")
+    shown = run_banner_line(follow, booking_id)
+    if shown.get("id") != booking_id or shown.get("state") != "completed":
+        raise SmokeFailure(f"the banner's follow line answered {shown}")
+    answered = run_banner_line(cancel, booking_id)
+    if answered.get("state") not in ("compensating", "cancelled"):
+        raise SmokeFailure(f"the banner's cancel line answered {answered}")
+    wait_for_states(base, token, [booking_id], {"cancelled"}, timeout=60)
+
+
 # --- load -------------------------------------------------------------------------------------
 
 
@@ -365,6 +406,8 @@ def smoke(name: str, clone: Path, port: int, clients: int, per_client: int) -> s
         booking_id, token = run_banner_curl(wait_for_banner(log_path), base, log_path)
         wait_for_states(base, token, [booking_id], {"completed"}, timeout=120)
         log(f"{name}: the banner's booking {booking_id} completed")
+        follow_and_cancel(log_path.read_text(errors="replace"), base, token, booking_id)
+        log(f"{name}: the banner's follow and cancel lines: {booking_id} cancelled")
 
         statuses, ids, seconds = concurrent_creates(base, token, clients, per_client)
         total = sum(statuses.values())
@@ -400,7 +443,8 @@ def smoke(name: str, clone: Path, port: int, clients: int, per_client: int) -> s
             raise SmokeFailure(f"{name}: honcho had to SIGKILL: {killed}")
         stopped = time.monotonic() - stop_began
         return (
-            f"{name}: served after {serving:.0f} s; banner booking completed; {total} creates "
+            f"{name}: served after {serving:.0f} s; banner booking completed, followed and "
+            f"cancelled; {total} creates "
             f"({clients} clients) {dict(statuses)} at {rate:.1f}/s; stopped in {stopped:.1f} s, "
             "no process left"
         )

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.cache.backends.base import BaseCache
 from django.core.mail import mail_admins, send_mail
 from django.db import connection, transaction
-from django.db.models import F, Max, Q
+from django.db.models import F, Max, Model, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -51,49 +51,63 @@ def ensure_in_transaction() -> None:
         raise OutsideTransaction("publish() must run inside the transaction of the change")
 
 
-def publish(*, owner: Any, type: str, subject_id: str, data: dict[str, Any]) -> Event:
-    """Write an event, and one pending delivery per enabled endpoint of `owner` that wants its
-    type, in the caller's transaction: committed with the change it reports, or not at all.
-    Each delivery's message leaves after commit (a lost one is sent again by the sweeper).
-    Raises OutsideTransaction when no transaction is open."""
-    ensure_in_transaction()
+def outbox(*, owner: Any, type: str, subject_id: str, data: dict[str, Any]) -> list[Model]:
+    """An event and one pending delivery per enabled endpoint of `owner` that wants its type,
+    not written yet: the caller writes them with the change they report (all or nothing), then
+    calls send() once they are committed (a delivery whose message is lost is sent again by the
+    sweeper)."""
     now = timezone.now()
     last = Event.objects.filter(subject_id=subject_id).aggregate(n=Max("sequence"))["n"]
-    event = Event.objects.create(
+    event = Event(
         type=type,
         owner=owner,
         subject_id=str(subject_id),
-        sequence=(last or 0) + 1,
+        sequence=(last or 0) + 1,  # two writers of one subject: one write fails, and retries
         data=data,
         created_at=now,
     )
     if owner is None:
-        return event
-    endpoints = [
-        e for e in Endpoint.objects.filter(owner=owner, enabled=True).only("id", "event_types")
+        return [event]
+    endpoints = Endpoint.objects.filter(owner=owner, enabled=True).only("id", "event_types")
+    deliveries = [
+        Delivery(event=event, endpoint=e, next_attempt_at=now, dispatched_at=now)
+        for e in endpoints
+        if e.wants(type)
     ]
-    deliveries = Delivery.objects.bulk_create(
-        [
-            Delivery(event=event, endpoint=e, next_attempt_at=now, dispatched_at=now)
-            for e in endpoints
-            if e.wants(type)
-        ]
-    )
-    for delivery in deliveries:
-        _send_on_commit(delivery.pk)
+    return [event, *deliveries]
+
+
+def send(rows: list[Any]) -> None:
+    """Send the messages of the deliveries among `rows`, which are committed."""
+    for row in rows:
+        if isinstance(row, Delivery):
+            _send(row.pk)
+
+
+def publish(*, owner: Any, type: str, subject_id: str, data: dict[str, Any]) -> Event:
+    """Write an event and its deliveries (outbox()) in the caller's transaction; their messages
+    leave after commit. Raises OutsideTransaction when no transaction is open."""
+    ensure_in_transaction()
+    rows = outbox(owner=owner, type=type, subject_id=subject_id, data=data)
+    for row in rows:
+        row.save(force_insert=True)
+    transaction.on_commit(lambda: send(rows))
+    event = rows[0]
+    assert isinstance(event, Event)
     return event
 
 
-def _send_on_commit(delivery_id: int, delay: float = 0.0) -> None:
+def _send(delivery_id: int, delay: float = 0.0) -> None:
     from .tasks import deliver
 
-    def send() -> None:
-        try:
-            deliver.apply_async((delivery_id,), queue=settings.WEBHOOK_QUEUE, countdown=delay)
-        except Exception:  # the broker is down: the row is written, the sweeper sends it later
-            log.warning("delivery %s: message not sent; the sweeper will", delivery_id)
+    try:
+        deliver.apply_async((delivery_id,), queue=settings.WEBHOOK_QUEUE, countdown=delay)
+    except Exception:  # the broker is down: the row is written, the sweeper sends it later
+        log.warning("delivery %s: message not sent; the sweeper will", delivery_id)
 
-    transaction.on_commit(send)
+
+def _send_on_commit(delivery_id: int, delay: float = 0.0) -> None:
+    transaction.on_commit(lambda: _send(delivery_id, delay))
 
 
 def body_of(event: Event) -> bytes:

@@ -154,13 +154,12 @@ class BookingSerializer(FieldsBuiltOnce):
 
     @extend_schema_field(StepSerializer(many=True))
     def get_timeline(self, booking: Booking) -> list[dict]:
-        if booking.new_attempts is not None:  # just created: its attempts are in hand
-            steps = booking.new_attempts
-        elif booking.saga is None:
+        if booking.saga is None:
             return []
-        else:
-            # steps are prefetched by the selector; .all() keeps using that cache
-            steps = sorted(booking.saga.steps.all(), key=lambda s: s.pk)
+        # Given by the caller that has them in hand (the engine, a create), else prefetched by
+        # the selector (.all() keeps using that cache).
+        given = self.context.get("attempts")
+        steps = given if given is not None else sorted(booking.saga.steps.all(), key=lambda s: s.pk)
         return cast(list[dict], StepSerializer(steps, many=True).data)
 
 

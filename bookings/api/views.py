@@ -203,7 +203,8 @@ class BookingListCreateView(VisibleBookingsMixin, generics.ListAPIView):
             )
             # Shown from the objects in hand (booking_create returns the booking with its
             # resource, saga and first attempt): no read-back.
-            return status.HTTP_201_CREATED, BookingSerializer(booking).data, booking
+            shown = BookingSerializer(booking, context={"attempts": booking.new_attempts}).data
+            return status.HTTP_201_CREATED, shown, booking
 
         if key is None:
             code, body, booking = create()

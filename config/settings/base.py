@@ -66,8 +66,8 @@ def database_from_env(default_sqlite: Path, *, pool: bool | None = None) -> dict
     thread 16 busy clients took all of PostgreSQL's 100. A request that finds every connection
     of its process busy waits up to DB_POOL_TIMEOUT seconds, then gets 503 (config/unavailable.py)
     instead of opening one more. `pool=False` (or DB_POOL=0, e.g. behind PgBouncer): one
-    persistent connection per thread, kept DB_CONN_MAX_AGE seconds. README "Production
-    deployment" says how many connections each process needs.
+    persistent connection per thread, kept DB_CONN_MAX_AGE seconds. docs/production.md
+    ("Database connections") says how many connections each process needs.
     """
     url = os.environ.get("DATABASE_URL")
     if not url:
@@ -292,8 +292,8 @@ SAGA_SWEEP_BATCH = env_int("SAGA_SWEEP_BATCH", 500)
 # when that step is on the queue it is serving (one message per saga instead of one per step;
 # each step still commits its outcome and its next attempt before that attempt runs).
 SAGA_CHAIN_STEPS = env_bool("SAGA_CHAIN_STEPS", True)
-# PostgreSQL: record a successful action in one statement, no lock (sagas/optimistic.py), and
-# take the locked path only on a conflict. Off: every outcome takes the locked path.
+# PostgreSQL: the engine writes each outcome (and each start) as one statement
+# (sagas/store.PostgresStore). Off: through the ORM in a transaction (OrmStore), as elsewhere.
 SAGA_ONE_STATEMENT_RECORD = env_bool("SAGA_ONE_STATEMENT_RECORD", True)
 # Engine plug-ins (sagas/plugins.py): dotted paths of EnginePlugin subclasses. None here; the
 # test settings install the fault suite's injection.
@@ -458,7 +458,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Booking operations platform: client API",
     "DESCRIPTION": (
         "Create, follow and cancel bookings. Every error has the same body: "
-        "`{code, message, fields}`. See the README section 'Client API'."
+        "`{code, message, fields}`. See docs/semantics.md, 'Client API'."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,

@@ -15,8 +15,8 @@ DEBUG = env_bool("DJANGO_DEBUG", True)
 # People read these logs in a terminal: key=value lines unless LOG_FORMAT=json.
 LOGGING = logging_config(env("LOG_LEVEL", "INFO"), json=env("LOG_FORMAT", "console") == "json")
 ALLOWED_HOSTS = ["*"]
-# The sandbox providers and their magic values (README): first, so that its admin banner
-# template wins over the admin's own.
+# The sandbox providers and their magic values (README, docs/providers.md): first, so that its
+# admin banner template wins over the admin's own.
 INSTALLED_APPS = ["sandbox", *INSTALLED_APPS]
 BOOKING_PROVIDERS = booking_providers(SANDBOX_PROVIDERS)
 # The demo data of `make run` (a superuser with a generated password, an API client).

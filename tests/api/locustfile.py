@@ -1,5 +1,5 @@
 """Load for the client API's create and detail (not part of the pytest suite). Run it against a
-server started like production, e.g. (see the Client API section of the README):
+server started like production, e.g. (see docs/production.md, "Deployment"):
 
     API_TOKEN=<token> .venv/bin/locust -f tests/api/locustfile.py --headless \
         -H http://127.0.0.1:8791 -u 10 -r 10 -t 60s --csv /tmp/api-load

@@ -160,7 +160,7 @@ class ThrowawayRedis:
 
 
 def production_env(database_url: str, broker_url: str, **extra: str) -> dict[str, str]:
-    """The environment of a production process (README "Production deployment")."""
+    """The environment of a production process (docs/production.md, "Deployment")."""
     env = {
         k: v
         for k, v in os.environ.items()

@@ -1,5 +1,6 @@
-"""examples/webhook_receiver.py (what the README and docs/webhooks.md show a client) accepts what
-the independent `standardwebhooks` library signs, and refuses forged, stale and foreign ones."""
+"""examples/webhook_receiver.py (what docs/semantics.md and docs/webhooks.md show a client)
+accepts what the independent `standardwebhooks` library signs, and refuses forged, stale and
+foreign ones."""
 
 from __future__ import annotations
 
