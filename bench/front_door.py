@@ -378,9 +378,12 @@ def _gunicorn_default(name: str) -> str:
 
 
 def _procfile_default(name: str) -> str:
+    """The default the Procfile's worker line gives a variable (`$(nproc)`: this machine's
+    number of cores)."""
     match = re.search(rf"\$\{{{name}:-([^}}]+)\}}", procfile_command("worker"))
     assert match, name
-    return match.group(1)
+    value = match.group(1)
+    return str(os.cpu_count() or 1) if value == "$(nproc)" else value
 
 
 def end_to_end(
