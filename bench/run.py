@@ -51,7 +51,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default="e2e,dbos,api,drf_min",
         help="front_door: what each round runs (e2e, dbos, api, drf_min)",
     )
-    p.add_argument("--front-api-seconds", type=float, default=8.0)
+    p.add_argument("--front-api-seconds", type=float, default=6.0)
     p.add_argument(
         "--front-paced",
         default="50@25",
