@@ -14,6 +14,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -39,6 +41,22 @@ REDIS_URL = os.environ["CELERY_BROKER_URL"]
 QUEUE = os.environ["CELERY_QUEUE"]
 # The command line, given by bench/run.py before any scenario runs.
 ARGS = argparse.Namespace()
+
+
+@contextmanager
+def environ(values: dict[str, str]) -> Iterator[None]:
+    """`values` in this process's environment (and so the workers it starts) for a while; then
+    the environment as it was (a variable the bench had set keeps its value)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def sh(*cmd: str, env: dict | None = None, timeout: float = 1800) -> str:
@@ -321,11 +339,8 @@ def saga_saturation() -> None:
 def saga_orm_store() -> None:
     """The same as "saga" written through the ORM store (sagas/store.OrmStore) instead of the
     PostgreSQL one-statement store, to show what the accelerator gains, in the same sitting."""
-    os.environ["SAGA_ONE_STATEMENT_RECORD"] = "0"  # read by the workers started now
-    try:
+    with environ({"SAGA_ONE_STATEMENT_RECORD": "0"}):  # read by the workers started now
         run_sagas("happy path, saturation, ORM store", "happy", ARGS.sagas)
-    finally:
-        del os.environ["SAGA_ONE_STATEMENT_RECORD"]
 
 
 @scenario("remote")
@@ -335,12 +350,8 @@ def saga_remote_providers() -> None:
     ledgers in our database on the same two cores. The peers' steps only return a value."""
     from bench.remote import PROVIDERS
 
-    os.environ.update(PROVIDERS)  # read by the workers started now
-    try:
+    with environ(PROVIDERS):  # read by the workers started now
         run_sagas("happy path, saturation, remote providers (peers' workload)", "happy", ARGS.sagas)
-    finally:
-        for name in PROVIDERS:
-            del os.environ[name]
 
 
 @scenario("rows-first")
@@ -348,12 +359,8 @@ def saga_rows_first() -> None:
     """The peers' workload timed as the Celery chain peer times itself (run_rows_first)."""
     from bench.remote import PROVIDERS
 
-    os.environ.update(PROVIDERS)  # read by the workers started now
-    try:
+    with environ(PROVIDERS):  # read by the workers started now
         run_rows_first(f"happy path, saturation, {ROWS_FIRST}", ARGS.sagas)
-    finally:
-        for name in PROVIDERS:
-            del os.environ[name]
 
 
 @scenario("rate")
@@ -979,16 +986,11 @@ def peers() -> None:
     for number in range(1, ARGS.rounds + 1):
         figures: dict[str, float] = {}
         for label, (kind, _) in OURS.items():
-            if kind != "sandbox":
-                os.environ.update(PROVIDERS)  # read by the workers started now
-            try:
+            with environ(PROVIDERS if kind != "sandbox" else {}):  # read by the workers
                 if kind == "rows-first":
                     ours = run_rows_first(f"round {number}: {label}", ARGS.sagas, keep=False)
                 else:
                     ours = run_sagas(f"round {number}: {label}", "happy", ARGS.sagas, keep=False)
-            finally:
-                for name in PROVIDERS:
-                    os.environ.pop(name, None)
             figures[label] = ours["sagas_per_s"]
         for label, cmd in commands.items():
             theirs = _run_peer(label, cmd)
