@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.db.models import Model
+from django.db.models import DateTimeField, Model
 
 from webhooks import services as webhooks
 
@@ -57,6 +57,7 @@ def announce(booking: Booking, transition: str, attempts: Callable[[], list[Any]
     # Stamped as the write will stamp them (its own clock, microseconds later).
     for name in ("created_at", "updated_at"):
         field = booking._meta.get_field(name)
+        assert isinstance(field, DateTimeField)
         field.pre_save(booking, booking._state.adding)
     represented = BookingSerializer(booking, context={"attempts": attempts()}).data
     return webhooks.outbox(

@@ -3,6 +3,7 @@ secret once, reads its own events in order; another client's are not found."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -135,3 +136,12 @@ def test_a_bad_feed_query_is_a_400(alice, query):
 
 def test_the_feed_after_an_unknown_id_is_empty_not_an_error(alice):
     assert alice.get(f"/api/v1/events/?after={uuid.uuid4()}").status_code == 200
+
+
+@pytest.mark.parametrize("value", [0.0, 1, "yes", "false", None])
+def test_enabled_must_be_a_json_boolean_and_nothing_is_created_otherwise(alice, value):
+    answer = alice.post(LIST, {"url": "https://hooks.example.com/in", "enabled": value},
+                        format="json")  # fmt: skip
+    assert answer.status_code == 400, answer.content
+    assert "enabled" in json.dumps(answer.json())
+    assert not Endpoint.objects.exists()

@@ -9,6 +9,17 @@ from rest_framework import serializers
 from ..models import Endpoint
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON boolean, true or false, and nothing else: not "yes", 1 or 0.0 (DRF's own field
+    takes those for form data; this API reads JSON, and its schema says boolean)."""
+
+    def to_internal_value(self, data: object) -> bool:
+        if isinstance(data, bool):
+            return data
+        self.fail("invalid", input=data)
+        raise AssertionError("fail() raises")  # for the type checker
+
+
 class EndpointSerializer(serializers.ModelSerializer):
     """A webhook endpoint as its client sees it (never its secret)."""
 
@@ -23,7 +34,7 @@ class EndpointSerializer(serializers.ModelSerializer):
         help_text="The event types sent here; empty or left out: every type.",
     )
     description = serializers.CharField(max_length=255, required=False, allow_blank=True)
-    enabled = serializers.BooleanField(
+    enabled = StrictBooleanField(
         required=False,
         help_text="false: nothing is sent. Set it back to true once a disabled endpoint works "
         "again (it was disabled after failing for days: see disabled_reason).",
