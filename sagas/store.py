@@ -133,7 +133,7 @@ class PostgresStore(OrmStore):
         for i, obj in enumerate(rows):
             statement.insert(f"new{i}", obj, after=previous)
             previous = f"new{i}"
-        each = ", ".join(f"(SELECT * FROM new{i})" for i in range(len(rows)))  # noqa: S608
+        each = ", ".join(f"(SELECT * FROM new{i})" for i in range(len(rows)))  # noqa: S608  # nosec B608
         with _own_transaction(), connection.cursor() as cursor:
             cursor.execute(statement.sql(f"SELECT {each}"), statement.params)  # nosec B608
             pks = cursor.fetchone()
@@ -180,12 +180,12 @@ class PostgresStore(OrmStore):
             ]
             statement.update("target", target, target_sets, guards, after=last)
             last = "target"
-        columns = [f"1 / (SELECT count(*) FROM {last})::int"]  # noqa: S608
+        columns = [f"1 / (SELECT count(*) FROM {last})::int"]  # noqa: S608  # nosec B608
         previous = last
         for i, obj in enumerate(change.new):
             statement.insert(f"new{i}", obj, after=previous)
             previous = f"new{i}"
-            columns.append(f"(SELECT * FROM new{i})")  # noqa: S608
+            columns.append(f"(SELECT * FROM new{i})")  # noqa: S608  # nosec B608
         try:
             with _own_transaction(), connection.cursor() as cursor:
                 cursor.execute(statement.sql(f"SELECT {', '.join(columns)}"), statement.params)
