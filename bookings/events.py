@@ -60,11 +60,13 @@ def announce(booking: Booking, transition: str, attempts: Callable[[], list[Any]
         assert isinstance(field, DateTimeField)
         field.pre_save(booking, booking._state.adding)
     represented = BookingSerializer(booking, context={"attempts": attempts()}).data
+    booking.events += 1  # written with the transition and the event, or not at all
     return webhooks.outbox(
-        owner=booking.owner,
+        owner_id=booking.owner_id,
         type=f"booking.{type}",
         subject_id=str(booking.pk),
         data={**represented, **extra},
+        sequence=booking.events,
     )
 
 

@@ -148,6 +148,12 @@ class Booking(ConcurrentTransitionMixin, models.Model):
     saga = models.OneToOneField(
         "sagas.Saga", on_delete=models.PROTECT, null=True, blank=True, related_name="booking"
     )
+    events = models.PositiveIntegerField(
+        default=0,
+        help_text="How many events its client was told of (bookings/events.py): the next one's "
+        "sequence number is this plus one. Written with the event, so two writers of one "
+        "booking cannot give two events the same number.",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     # Not a column: the saga's attempts as written by booking_create, on the booking it returns

@@ -50,9 +50,9 @@ def fraud_check(ctx: StepContext) -> dict[str, Any]:
 
 
 def _payment_token(ctx: StepContext) -> str:
-    """The booking's payment token, read when the step runs: it is a secret, so it is never
-    copied into the saga's payload, an attempt's request or an error."""
-    return Booking.objects.values_list("payment_token", flat=True).get(saga_id=ctx.saga_id)
+    """The booking's payment token, read with the attempt (BookingHooks.secrets): it is a
+    secret, so it is never copied into the saga's payload, an attempt's request or an error."""
+    return ctx.secrets["payment_token"]
 
 
 def preauthorize(ctx: StepContext) -> dict[str, Any]:
@@ -187,12 +187,16 @@ class BookingHooks(SagaHooks):
         return Booking.objects.select_for_update().get(saga_id=saga.pk)
 
     target_relation = "booking"
+    target_related = ("resource",)  # its representation names the resource
 
     def load_target(self, saga: Any) -> Booking | None:
         try:
             return saga.booking  # read with the attempt (target_relation), or read now
         except Booking.DoesNotExist:
             return None
+
+    def secrets(self, target: Booking | None) -> dict[str, str]:
+        return {"payment_token": target.payment_token} if target is not None else {}
 
     def save_target(self, saga: Any, target: Booking) -> None:
         # One write per engine transaction, whatever the hooks changed; a new booking (the

@@ -61,6 +61,9 @@ class StepContext:
     idempotency_key: str
     payload: dict[str, Any]
     results: dict[str, Any]
+    # Values the steps read from the target when they run (SagaHooks.secrets), never copied
+    # into the saga's payload, an attempt's request, an error or a log line.
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def action_key(self) -> str:
         """The idempotency key the step's action used (a compensation looks its effect up)."""
@@ -129,14 +132,21 @@ class SagaHooks:
         return None
 
     # The target's reverse one-to-one name on Saga ("booking"), if it has one: the engine then
-    # reads the target together with the attempt it runs (one query for both).
+    # reads the target together with the attempt it runs (one query for both), with the
+    # target's own relations named in `target_related` (what announce() represents).
     target_relation: str | None = None
+    target_related: tuple[str, ...] = ()
 
     def load_target(self, saga: Any) -> Any:
         """Read the target without a lock (a Django model instance, or None if the saga has
         none): the engine writes the fields the hooks changed, if they still hold the values
         read (sagas/store.py)."""
         return None
+
+    def secrets(self, target: Any) -> Mapping[str, str]:
+        """Values of the target the steps need and the saga must not keep (StepContext.secrets):
+        read with the attempt, handed to its side effect, stored nowhere else."""
+        return {}
 
     def save_target(self, saga: Any, target: Any) -> None:
         """Write the target at the end of an operator's action, under its lock (the hooks change
@@ -217,8 +227,14 @@ def register(definition: SagaDefinition) -> SagaDefinition:
 
 
 def target_relations() -> list[str]:
-    """Every registered saga type's target relation on Saga (see SagaHooks.target_relation)."""
-    return sorted({d.hooks.target_relation for d in _registry.values() if d.hooks.target_relation})
+    """Every registered saga type's target relation on Saga, and the target's own relations
+    (see SagaHooks.target_relation), as select_related() paths."""
+    paths = set()
+    for d in _registry.values():
+        if d.hooks.target_relation:
+            paths.add(d.hooks.target_relation)
+            paths.update(f"{d.hooks.target_relation}__{r}" for r in d.hooks.target_related)
+    return sorted(paths)
 
 
 def get_definition(name: str) -> SagaDefinition:

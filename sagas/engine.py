@@ -197,6 +197,8 @@ def _execute_one(
     definition = get_definition(saga.saga_type)
     step = definition.step(row.name)
     instrument.bind_attempt(saga, row)  # every log line of this attempt names saga and step
+    if target is None:
+        target = definition.hooks.load_target(saga)  # read with the attempt (_read)
     ctx = StepContext(
         saga_id=str(saga.id),
         saga_type=saga.saga_type,
@@ -207,6 +209,7 @@ def _execute_one(
         idempotency_key=row.idempotency_key,
         payload=saga.payload,
         results=saga.results,
+        secrets=definition.hooks.secrets(target),
     )
     side_effect = step.action if row.direction == ACTION else step.compensation
     assert side_effect is not None, f"{row} has no side effect"

@@ -16,8 +16,8 @@ from typing import Any
 from django.conf import settings
 from django.core.cache.backends.base import BaseCache
 from django.core.mail import mail_admins, send_mail
-from django.db import connection, transaction
-from django.db.models import F, Max, Model, Q
+from django.db import transaction
+from django.db.models import F, Model, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -36,39 +36,30 @@ class WebhookError(Exception):
         self.fields = fields or {}
 
 
-class OutsideTransaction(RuntimeError):
-    """publish() was called with no transaction open: the event would not be atomic with the
-    change it reports."""
+# --- the outbox (rows written with the change they report) ------------------------------
 
 
-# --- publishing (inside the caller's transaction) ------------------------------------------
-
-
-def ensure_in_transaction() -> None:
-    """Raise OutsideTransaction unless a transaction is open (a caller may check this before
-    building an event's data)."""
-    if not connection.in_atomic_block:
-        raise OutsideTransaction("publish() must run inside the transaction of the change")
-
-
-def outbox(*, owner: Any, type: str, subject_id: str, data: dict[str, Any]) -> list[Model]:
-    """An event and one pending delivery per enabled endpoint of `owner` that wants its type,
-    not written yet: the caller writes them with the change they report (all or nothing), then
-    calls send() once they are committed (a delivery whose message is lost is sent again by the
-    sweeper)."""
+def outbox(
+    *, owner_id: Any, type: str, subject_id: str, sequence: int, data: dict[str, Any]
+) -> list[Model]:
+    """An event and one pending delivery per enabled endpoint of the owner (`owner_id`) that
+    wants its type, not written yet: the caller writes them with the change they report (all or
+    nothing), then calls send() once they are committed (a delivery whose message is lost is
+    sent again by the sweeper). `sequence`: the event's number for its subject, 1, 2, 3...,
+    which the caller keeps with the subject (a second event with the same number is refused
+    by the database)."""
     now = timezone.now()
-    last = Event.objects.filter(subject_id=subject_id).aggregate(n=Max("sequence"))["n"]
     event = Event(
         type=type,
-        owner=owner,
+        owner_id=owner_id,
         subject_id=str(subject_id),
-        sequence=(last or 0) + 1,  # two writers of one subject: one write fails, and retries
+        sequence=sequence,
         data=data,
         created_at=now,
     )
-    if owner is None:
+    if owner_id is None:
         return [event]
-    endpoints = Endpoint.objects.filter(owner=owner, enabled=True).only("id", "event_types")
+    endpoints = Endpoint.objects.filter(owner_id=owner_id, enabled=True).only("id", "event_types")
     deliveries = [
         Delivery(event=event, endpoint=e, next_attempt_at=now, dispatched_at=now)
         for e in endpoints
@@ -82,19 +73,6 @@ def send(rows: list[Any]) -> None:
     for row in rows:
         if isinstance(row, Delivery):
             _send(row.pk)
-
-
-def publish(*, owner: Any, type: str, subject_id: str, data: dict[str, Any]) -> Event:
-    """Write an event and its deliveries (outbox()) in the caller's transaction; their messages
-    leave after commit. Raises OutsideTransaction when no transaction is open."""
-    ensure_in_transaction()
-    rows = outbox(owner=owner, type=type, subject_id=subject_id, data=data)
-    for row in rows:
-        row.save(force_insert=True)
-    transaction.on_commit(lambda: send(rows))
-    event = rows[0]
-    assert isinstance(event, Event)
-    return event
 
 
 def _send(delivery_id: int, delay: float = 0.0) -> None:

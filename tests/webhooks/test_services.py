@@ -126,12 +126,6 @@ def test_each_transition_a_client_cares_about_is_one_event_numbered_in_order(res
     assert Event.objects.get(type="booking.resolved").data["state"] == "completed"
 
 
-def test_publish_outside_a_transaction_is_refused(transactional_db):
-    with pytest.raises(services.OutsideTransaction):
-        services.publish(owner=None, type="booking.created", subject_id="x", data={})
-    assert not Event.objects.exists()
-
-
 def test_a_rolled_back_transition_emits_nothing(resource, django_capture_on_commit_callbacks):
     owner = UserFactory()
     endpoint_for(owner, "http://127.0.0.1:9/hook")
