@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 from functools import cache
+from operator import attrgetter
 from typing import Any, cast
 
 from drf_spectacular.utils import extend_schema_field
@@ -48,13 +49,41 @@ def _model_fields(serializer_class: type[serializers.ModelSerializer]) -> dict[s
     return dict(serializers.ModelSerializer.get_fields(serializer_class()))
 
 
+@cache
+def _readable(serializer_class: type[serializers.ModelSerializer]) -> list[tuple[str, Any, Any]]:
+    """(name, field, how to read its value from an instance) for each field a representation
+    shows, in order; SerializerMethodFields read nothing (None)."""
+    out = []
+    for name, field in _model_fields(serializer_class).items():
+        if field.write_only:
+            continue
+        method = isinstance(field, serializers.SerializerMethodField)
+        out.append((name, field, None if method else attrgetter(field.source or name)))
+    return out
+
+
 class FieldsBuiltOnce(serializers.ModelSerializer):
     """A ModelSerializer that builds its fields from the model once per class instead of once
-    per instance (about 1 ms for a booking and its timeline, twice per create), and gives each
-    instance fresh copies of them, as a plain Serializer does with its declared fields."""
+    per instance (about 1 ms for a booking and its timeline), and renders an instance with
+    those fields directly: DRF's Serializer.to_representation binds a fresh copy of every field
+    to every instance first, which cost more than the rendering itself. The output is DRF's,
+    value for value (tests/api/test_representation.py compares the two); a SerializerMethodField
+    calls this instance's get_<name>, with this instance's context. The field objects are only
+    read, so threads share them safely. Validation (`.fields`) gets copies, as a plain
+    Serializer does with its declared fields."""
 
     def get_fields(self) -> dict[str, Any]:
         return copy.deepcopy(_model_fields(type(self)))
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, field, read in _readable(type(self)):
+            if read is None:
+                out[name] = getattr(self, field.method_name or f"get_{name}")(instance)
+                continue
+            value = read(instance)
+            out[name] = None if value is None else field.to_representation(value)
+        return out
 
 
 class ResourceSerializer(FieldsBuiltOnce):
