@@ -11,6 +11,8 @@ Each round:
    terminal state, the create's p50/p95 seen by the clients during the run, CPU per booking by
    process kind (web: the gunicorn tree; worker: the Celery tree; postgres: the backends of the
    bench's database; client: this process), read from /proc;
+   then the same with the providers' work on another machine (bench/remote.py, the peers'
+   workload: DBOS's steps do nothing either), 16 clients;
 2. the DBOS peer (its best settings, 2,000 sagas);
 3. the API alone, no worker running: 16 clients for a few seconds, without and with an
    Idempotency-Key, then drf_min (gunicorn, 5 sync workers, as its README serves it) the same way.

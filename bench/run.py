@@ -48,8 +48,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--front-rounds", type=int, default=2, help="front_door: interleaved rounds")
     p.add_argument(
         "--front-parts",
-        default="e2e,dbos,api,drf_min",
-        help="front_door: what each round runs (e2e, dbos, api, drf_min)",
+        default="e2e,e2e_remote,dbos,api,drf_min",
+        help="front_door: what each round runs (e2e: sandbox providers; e2e_remote: providers "
+        "on another machine, bench/remote.py, as the peers' steps; dbos, api, drf_min)",
     )
     p.add_argument("--front-api-seconds", type=float, default=6.0)
     p.add_argument(

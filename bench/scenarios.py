@@ -1067,6 +1067,21 @@ def front_door() -> None:
                     keep(f"front door, {int(n_clients)} clients at {rate:g}/s", number, figures,
                          result, "bookings_per_s")  # fmt: skip
                 layout.stop_workers()
+            if "e2e_remote" in parts:
+                # The peers' workload through the front door: the same processes, with the
+                # providers' own work on another machine (bench/remote.py), as DBOS's steps do
+                # none; the engine, guard, history and events are unchanged.
+                from bench.remote import PROVIDERS
+
+                with environ(PROVIDERS):  # read by the workers started now
+                    layout.start_workers()
+                result = fd.end_to_end(
+                    layout, token, clients[0], ARGS.front_bookings, dsn=PG_DSN,
+                    database=database, resource="bench-hotel", reset=reset_bookings,
+                )  # fmt: skip
+                keep(f"{REMOTE_FRONT}, {clients[0]} clients", number, figures, result,
+                     "bookings_per_s")  # fmt: skip
+                layout.stop_workers()
             if "api" in parts:
                 reset_bookings()
                 for key in (False, True):
@@ -1091,6 +1106,7 @@ def front_door() -> None:
                 keep("peer DBOS", number, figures, theirs, "sagas_per_s")
         rounds.append(figures)
     pairs = [(f"front door, {c} clients", "peer DBOS") for c in clients] + [
+        (f"{REMOTE_FRONT}, {clients[0]} clients", "peer DBOS"),
         ("API create alone", "peer drf_min"),
         ("API create alone, Idempotency-Key", "peer drf_min"),
     ]
@@ -1125,6 +1141,9 @@ def front_door() -> None:
     for label, r in ratios.items():
         each = ", ".join(f"{x:.2f}" for x in r["rounds"])
         print(f"front door ratio {label}: {r['median']:.2f}x (rounds: {each})", flush=True)
+
+
+REMOTE_FRONT = "front door, providers on another machine (peers' workload)"
 
 
 @scenario("dbos")
