@@ -116,5 +116,9 @@ def logging_config(level: str = "INFO", *, json: bool = True) -> dict[str, Any]:
             "kombu.connection": {"level": "ERROR"},
             # One access line per request comes from django-structlog; Django's is a duplicate.
             "django.server": {"level": "WARNING"},
+            # One line per task comes from django-structlog (task_succeeded, with its duration,
+            # or task_failed); Celery's own "received" and "succeeded in" lines repeat it.
+            "celery.worker.strategy": {"level": "WARNING"},
+            "celery.app.trace": {"level": "WARNING"},
         },
     }

@@ -2,6 +2,7 @@
 local.py, test.py and production.py only override."""
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,12 @@ LOGGING = logging_config(env("LOG_LEVEL", "INFO"), json=env("LOG_FORMAT", "json"
 # django-structlog: request_id travels from the web request into every Celery task it causes.
 DJANGO_STRUCTLOG_CELERY_ENABLED = True
 DJANGO_STRUCTLOG_USER_ID_FIELD = "pk"
+# One line per request (request_finished: method, path, status, user, duration) and one per task
+# outcome (task_succeeded / task_failed), at INFO; the lines announcing their start (and a task's
+# sending, which "saga started" and the step lines already say) only at DEBUG. Each line costs
+# its JSON rendering and redaction on the request's or the step's own path.
+DJANGO_STRUCTLOG_STATUS_START_LOG_LEVEL = logging.DEBUG
+DJANGO_STRUCTLOG_CELERY_TASK_START_LOG_LEVEL = logging.DEBUG
 # Keep the X-Request-ID a load balancer or an API client sent, so that one id follows a request
 # across systems (JSON rendering escapes it: it cannot forge a log line).
 DJANGO_STRUCTLOG_TRUST_UPSTREAM_REQUEST_ID = env_bool("TRUST_UPSTREAM_REQUEST_ID", True)
