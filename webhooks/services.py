@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.cache.backends.base import BaseCache
 from django.core.mail import mail_admins, send_mail
 from django.db import transaction
-from django.db.models import F, Model, Q
+from django.db.models import Exists, F, Model, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -248,7 +248,12 @@ def deliver(delivery_id: int) -> str:
     """Run the attempt of a delivery that is due: within its endpoint's circuit and concurrency
     limit, POST it, then record the attempt and schedule the next one. A message that comes
     early, twice, or for a finished delivery changes nothing. Returns what happened."""
-    delivery = Delivery.objects.select_related("event", "endpoint").filter(pk=delivery_id).first()
+    delivery = (
+        Delivery.objects.select_related("event", "endpoint")
+        .annotate(earlier_waiting=Exists(_earlier_waiting()))
+        .filter(pk=delivery_id)
+        .first()
+    )
     if delivery is None or delivery.status != Delivery.Status.PENDING:
         return "done"
     moment = now()
@@ -262,7 +267,12 @@ def deliver(delivery_id: int) -> str:
         return "endpoint disabled"
     half_open = endpoint.consecutive_failures >= settings.WEBHOOK_CIRCUIT["failure_threshold"]
     limit = 1 if half_open else settings.WEBHOOK_ENDPOINT_CONCURRENCY
-    wait = _circuit_wait(endpoint, moment) or _earlier_first(delivery)
+    # An earlier event of the same subject to the same endpoint makes its first attempt first
+    # (events then arrive in order while the receiver answers; after a failure a later event
+    # may overtake a retried one: receivers order by `sequence`).
+    wait = _circuit_wait(endpoint, moment) or (
+        settings.WEBHOOK_DEFER if delivery.earlier_waiting else 0.0
+    )
     if wait:
         return _postpone(delivery, moment, wait)
     with endpoint_slot(endpoint, limit) as free:
@@ -288,20 +298,16 @@ def _circuit_wait(endpoint: Endpoint, moment: datetime) -> float:
     return 0.0
 
 
-def _earlier_first(delivery: Delivery) -> float:
-    """Seconds to wait so that an earlier event of the same subject, to the same endpoint, makes
-    its first attempt first (events then arrive in order while the receiver answers; after a
-    failure a later event may overtake a retried one: receivers order by `sequence`)."""
-    if delivery.event.sequence == 1:
-        return 0.0
-    earlier = Delivery.objects.filter(
-        endpoint_id=delivery.endpoint_id,
+def _earlier_waiting() -> QuerySet[Delivery]:
+    """The deliveries, to the outer delivery's endpoint, of earlier events of its subject that
+    have not made their first attempt yet (read with the delivery, as one EXISTS)."""
+    return Delivery.objects.filter(
+        endpoint_id=OuterRef("endpoint_id"),
         status=Delivery.Status.PENDING,
         attempts=0,
-        event__subject_id=delivery.event.subject_id,
-        event__sequence__lt=delivery.event.sequence,
+        event__subject_id=OuterRef("event__subject_id"),
+        event__sequence__lt=OuterRef("event__sequence"),
     )
-    return settings.WEBHOOK_DEFER if earlier.exists() else 0.0
 
 
 def _postpone(delivery: Delivery, moment: datetime, wait: float) -> str:
