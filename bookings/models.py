@@ -6,6 +6,7 @@ import secrets
 import zoneinfo
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -14,7 +15,7 @@ from django.db import models
 from django.utils import timezone
 from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
 
-from sagas.models import SagaStep, time_ordered_id
+from sagas.models import time_ordered_id
 
 
 def default_timezone() -> str:
@@ -67,6 +68,18 @@ class Resource(models.Model):
 def new_reference() -> str:
     alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
     return "BK-" + "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+class WrittenAt(models.DateTimeField):
+    """auto_now / auto_now_add, except that a new row keeps a time it already carries: a new
+    booking is represented (its booking.created event, the API's answer) before the one write
+    that inserts it, with the times it is then written with (bookings/events.py stamps them)."""
+
+    def pre_save(self, model_instance: models.Model, add: bool) -> Any:
+        value = getattr(model_instance, self.attname)
+        if add and value is not None:
+            return value
+        return super().pre_save(model_instance, add)
 
 
 class Booking(ConcurrentTransitionMixin, models.Model):
@@ -154,11 +167,8 @@ class Booking(ConcurrentTransitionMixin, models.Model):
         "sequence number is this plus one. Written with the event, so two writers of one "
         "booking cannot give two events the same number.",
     )
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    # Not a column: the saga's attempts as written by booking_create, on the booking it returns
-    # (the API shows a new booking from them, without a query); None once read back.
-    new_attempts: list[SagaStep] | None = None
+    created_at = WrittenAt(auto_now_add=True, db_index=True)
+    updated_at = WrittenAt(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]

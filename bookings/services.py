@@ -19,9 +19,9 @@ from django.db.models import Model
 from django.utils import timezone
 
 from sagas import engine
-from sagas.dispatch import Dispatch
 from sagas.errors import SagaStateError
-from sagas.models import Saga, SagaStep, time_ordered_id
+from sagas.models import Saga, time_ordered_id
+from webhooks.models import Event
 
 from .errors import ApplicationError
 from .models import Booking, Resource
@@ -74,19 +74,6 @@ def _validate(
     return errors
 
 
-class _KeepsAttempts(Dispatch):
-    """The start's Dispatch, which also keeps the attempt rows it is handed (the new saga's
-    first attempt): the new booking is then shown from memory, without reading it back."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.attempts: list[SagaStep] = []
-
-    def after_commit(self, row: SagaStep, step: Any, countdown: float, target: Any) -> None:
-        self.attempts.append(row)
-        super().after_commit(row, step, countdown, target)
-
-
 def booking_create(
     *,
     resource_code: str,
@@ -96,13 +83,13 @@ def booking_create(
     guest_email: str,
     payment_token: str,
     owner: Any = None,
-    also: Sequence[Model] | Callable[[Booking], Sequence[Model]] = (),
+    also: Callable[[Booking, dict[str, Any]], Sequence[Model]] | None = None,
 ) -> Booking:
     """Create a booking and start its saga. The amount is computed here (nightly price x nights);
-    the first step's message leaves after commit. `also`: new rows written with the booking,
-    all or nothing (engine.start); or a function of the new booking (its id and saga id set,
-    not saved yet) that returns them. The booking returned holds its saga and its first attempt
-    (`booking.new_attempts`): it is shown from them, without a query."""
+    the first step's message leaves after commit. `also(booking, shown)`: called with the new
+    booking (not saved yet) and its API representation as it is written (its booking.created
+    event's data), returns new rows written with it, all or nothing (engine.start): the
+    request's idempotency key with its answer, say; an API answer is `shown` itself."""
     resource = Resource.objects.filter(code=resource_code, active=True).first()
     errors = _validate(
         # An unknown resource is refused below; its dates are still checked against the
@@ -136,14 +123,18 @@ def booking_create(
         currency=resource.currency,
         saga_id=saga_id,
     )
-    dispatch = _KeepsAttempts()
+
+    def with_booking(announced: list[Model]) -> Sequence[Model]:
+        assert also is not None
+        created = next(row for row in announced if isinstance(row, Event))
+        return also(booking, created.data)
+
     engine.start(
         saga_type=SAGA_TYPE,
         target_id=str(booking.pk),
         saga_id=saga_id,
         target=booking,
-        dispatch=dispatch,
-        also=also(booking) if callable(also) else also,
+        also=with_booking if also else None,
         payload={
             "reference": booking.reference,
             "resource": resource.code,
@@ -158,7 +149,6 @@ def booking_create(
             "currency": resource.currency,
         },
     )
-    booking.new_attempts = dispatch.attempts
     return booking
 
 

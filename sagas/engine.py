@@ -21,7 +21,7 @@ Rules every function here keeps:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -78,15 +78,16 @@ def start(
     saga_id: Any = None,
     target: Any = None,
     dispatch: Dispatch | None = None,
-    also: Sequence[Model] = (),
+    also: Callable[[list[Model]], Sequence[Model]] | None = None,
 ) -> Saga:
     """Create a saga and schedule its first step; the first message leaves after commit.
 
     `target`: the new object the saga drives (not saved yet): it is written with the saga,
     after its first transition. Without it, the hooks' lock_target finds it once the saga is
-    written. `also`: more new rows written with them (such as the request's idempotency key).
-    All of it is one write, all or nothing (one statement on PostgreSQL outside a transaction);
-    a unique violation raises IntegrityError and writes nothing."""
+    written. `also`: a function of the rows announcing the start (the hooks' announce) that
+    returns more new rows to write with them (such as the request's idempotency key). All of it
+    is one write, all or nothing (one statement on PostgreSQL outside a transaction); a unique
+    violation raises IntegrityError and writes nothing."""
     dispatch = dispatch or Dispatch()
     definition = get_definition(saga_type)
     first = definition.steps[0]
@@ -98,15 +99,17 @@ def start(
     writer = store.current()
     if target is not None:
         announced = _begin(saga, target, definition, row)
-        writer.insert([saga, target, row, *also, *announced])
+        more = also(announced) if also else ()
+        writer.insert([saga, target, row, *more, *announced])
     else:
         with transaction.atomic():
             writer.insert([saga])
             target = definition.hooks.lock_target(saga)
             announced = _begin(saga, target, definition, row)
+            more = also(announced) if also else ()
             if target is not None:
                 definition.hooks.save_target(saga, target)
-            writer.insert([row, *also, *announced])
+            writer.insert([row, *more, *announced])
     instrument.saga_started(saga)  # metrics + log line, after commit (sagas/instrument.py)
     transaction.on_commit(partial(definition.hooks.announced, announced))
     dispatch.after_commit(row, first, 0, target)

@@ -2,17 +2,15 @@
 Field"): a client that retries a create with the same key gets the first answer again, never a
 second booking.
 
-The key's record is written together with the booking, its saga and first attempt (all or
-nothing: one statement on PostgreSQL when no transaction is open, see engine.start's `also`),
-under a unique (client, key) constraint. Its answer is stored right after, by one UPDATE: the
-answer shows the booking's created_at and updated_at, which the database write itself sets. A
-concurrent request with the same key waits on the unique index until the first one's write
-ends, then fails to insert (nothing of it is written), reads the record and replays its answer;
-if that answer is not stored yet (the first request is between its two statements), it waits for
-it a moment, and answers from the booking itself if it never comes (the first request died
-between them). A body that fails validation writes nothing, so the client may correct it and
-retry with the same key. An expired record is deleted when its key comes back, and the create
-tried again; the others are deleted off the request path, by a periodic task (bookings/tasks.py).
+The key's record, holding the answer, is written together with the booking, its saga, its first
+attempt and its booking.created event (all or nothing: one statement on PostgreSQL when no
+transaction is open, see engine.start's `also`), under a unique (client, key) constraint: the
+answer is the booking's representation as written, known before the write. A concurrent request
+with the same key waits on the unique index until the first one's write ends, then fails to
+insert (nothing of it is written), reads the record and replays its answer. A body that fails
+validation writes nothing, so the client may correct it and retry with the same key. An expired
+record is deleted when its key comes back, and the create tried again; the others are deleted
+off the request path, by a periodic task (bookings/tasks.py).
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,11 +34,10 @@ from bookings.models import Booking, IdempotencyKey
 HEADER = "Idempotency-Key"
 # Visible ASCII, as the draft recommends for a UUID or a random string.
 KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
-# A record written with its booking whose answer is not stored yet (never seen otherwise).
+# A record without its answer: written by versions before 2026-12-06, which stored the answer by
+# a second statement after the booking's write (a request that died between the two left it).
 PENDING = 0
 CREATED = 201
-# How long a replay waits for the first request to store its answer (normally a millisecond).
-ANSWER_WAIT = 2.0
 
 
 @dataclass(frozen=True)
@@ -73,26 +69,21 @@ def fingerprint(data: Any) -> str:
 
 
 def new_record(
-    *, owner: Any, key: str, request_fingerprint: str, booking: Booking
+    *, owner: Any, key: str, request_fingerprint: str, booking: Booking, body: dict[str, Any]
 ) -> IdempotencyKey:
-    """The key's record for `booking` (not saved yet), to be written with it; its answer is
-    stored once the booking is written (store_response)."""
+    """The key's record for `booking` with its answer `body` (not saved yet), to be written with
+    the booking."""
     now = timezone.now()
     return IdempotencyKey(
         owner=owner,
         key=key,
         fingerprint=request_fingerprint,
-        response_status=PENDING,
-        response_body={},
+        response_status=CREATED,
+        response_body=body,
         booking=booking,
         created_at=now,
         expires_at=now + timedelta(seconds=settings.API_IDEMPOTENCY_TTL),
     )
-
-
-def store_response(record: IdempotencyKey, status: int, body: dict[str, Any]) -> None:
-    """Store the first answer in the key's record (written with the booking just before)."""
-    IdempotencyKey.objects.filter(pk=record.pk).update(response_status=status, response_body=body)
 
 
 def create_once(
@@ -101,24 +92,27 @@ def create_once(
     key: str,
     request_fingerprint: str,
     create: Callable[
-        [Callable[[Booking], list[IdempotencyKey]]], tuple[int, dict[str, Any], Booking]
+        [Callable[[Booking, dict[str, Any]], list[IdempotencyKey]]],
+        tuple[int, dict[str, Any], Booking],
     ],
     represent: Callable[[Any], dict[str, Any]],
 ) -> Result:
     """Run `create` once per (owner, key) within the key's lifetime. `create(also)` makes the
-    booking with the rows `also(booking)` returns written together with it (the key's record),
-    and returns status, body and booking; the body is then stored in the record. A later call
-    with the same body replays the stored answer; with another body it is a 422. `represent`
-    shows a booking by id, for a record whose answer was never stored."""
-    records: list[IdempotencyKey] = []  # the record of the last try
+    booking with the rows `also(booking, body)` returns (the key's record, holding the answer
+    `body`) written together with it, and returns status, body and booking. A later call with
+    the same body replays the stored answer; with another body it is a 422. `represent` shows a
+    booking by id, for a record an earlier version left without its answer."""
 
-    def also(booking: Booking) -> list[IdempotencyKey]:
-        records[:] = [
+    def also(booking: Booking, body: dict[str, Any]) -> list[IdempotencyKey]:
+        return [
             new_record(
-                owner=owner, key=key, request_fingerprint=request_fingerprint, booking=booking
+                owner=owner,
+                key=key,
+                request_fingerprint=request_fingerprint,
+                booking=booking,
+                body=body,
             )
         ]
-        return records
 
     for _ in range(3):  # a conflict with an expired record, or one purged meanwhile: again
         try:
@@ -137,7 +131,6 @@ def create_once(
                 IdempotencyKey.objects.filter(pk=stored.pk, expires_at__lte=timezone.now()).delete()
                 continue
             return _replay(stored, request_fingerprint, represent)
-        store_response(records[0], status, body)
         return Result(status, body, booking.pk, False)
     raise ApplicationError(
         f"This {HEADER} is being taken over; retry.", status=409, code="idempotency_key_busy"
@@ -158,18 +151,13 @@ def _replay(
             status=422,
             code="idempotency_key_reused",
         )
-    deadline = time.monotonic() + ANSWER_WAIT
-    pause = 0.005
-    while stored.response_status == PENDING and time.monotonic() < deadline:
-        # The first request wrote the record and its booking, and is storing its answer now.
-        time.sleep(pause)
-        pause = min(pause * 2, 0.1)
-        stored.refresh_from_db(fields=["response_status", "response_body"])
     if stored.response_status == PENDING:
-        # Its request died between the booking's write and the answer's: answer from the
-        # booking (the one the key made), and keep that answer for the next retry.
+        # Left by an earlier version whose request died between the booking's write and its
+        # answer's: answer from the booking (the one the key made), and keep that answer.
         body = represent(stored.booking_id)
-        store_response(stored, CREATED, body)
+        IdempotencyKey.objects.filter(pk=stored.pk).update(
+            response_status=CREATED, response_body=body
+        )
         return Result(CREATED, body, stored.booking_id, True)
     return Result(stored.response_status, stored.response_body, stored.booking_id, True)
 

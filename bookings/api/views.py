@@ -3,6 +3,7 @@ call the booking services (the same the admin and the commands call)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
@@ -190,7 +191,17 @@ class BookingListCreateView(VisibleBookingsMixin, generics.ListAPIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
 
-        def create(also: Any = ()) -> tuple[int, dict[str, Any], Booking]:
+        def create(
+            also: Callable[[Booking, dict[str, Any]], list[Any]] | None = None,
+        ) -> tuple[int, dict[str, Any], Booking]:
+            answer: dict[str, Any] = {}
+
+            def shown(booking: Booking, represented: dict[str, Any]) -> list[Any]:
+                # The booking as it is written (its booking.created event's data): the answer,
+                # with no read-back and no second rendering.
+                answer.update(represented)
+                return also(booking, represented) if also else []
+
             booking = services.booking_create(
                 resource_code=data["resource"],
                 check_in=data["check_in"],
@@ -199,12 +210,9 @@ class BookingListCreateView(VisibleBookingsMixin, generics.ListAPIView):
                 guest_email=data["guest_email"],
                 payment_token=data["payment_token"],
                 owner=request.user,
-                also=also,
+                also=shown,
             )
-            # Shown from the objects in hand (booking_create returns the booking with its
-            # resource, saga and first attempt): no read-back.
-            shown = BookingSerializer(booking, context={"attempts": booking.new_attempts}).data
-            return status.HTTP_201_CREATED, shown, booking
+            return status.HTTP_201_CREATED, answer, booking
 
         if key is None:
             code, body, booking = create()

@@ -1,5 +1,6 @@
-"""The create path's cost: the answer comes from the objects in hand (no read-back of the new
-booking), and an Idempotency-Key adds its record to the booking's own write plus one UPDATE."""
+"""The create path's cost: the answer is the booking as it is written (no read-back of the new
+booking), and an Idempotency-Key adds its record, holding that answer, to the booking's own
+write."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from bookings.api import idempotency
 from bookings.api.serializers import BookingSerializer
 from bookings.api.views import represented_bookings
 from bookings.models import Booking, IdempotencyKey
+from sagas import store
+from webhooks.models import Event
 
 from ..factories import stay
 from .helpers import booking_body
@@ -36,12 +39,15 @@ def _create(garden, **extra):
 
 
 @pytest.mark.django_db
-def test_a_new_booking_is_shown_without_a_query(garden, django_assert_num_queries):
-    booking = _create(garden)
-    with django_assert_num_queries(0):
-        shown = BookingSerializer(booking, context={"attempts": booking.new_attempts}).data
+def test_a_new_booking_is_shown_as_written_without_a_query(garden, django_assert_num_queries):
+    """booking_create hands `also` the booking's representation as it is written (its
+    booking.created event's data): the API answers with it, and a later read shows the same."""
+    seen = []
+    booking = _create(garden, also=lambda booking, shown: seen.append(shown) or [])
+    (shown,) = seen
     assert len(shown["timeline"]) == 1 and shown["timeline"][0]["status"] == "scheduled"
     assert shown == BookingSerializer(represented_bookings().get(pk=booking.pk)).data
+    assert shown == Event.objects.get(subject_id=str(booking.pk)).data
 
 
 def _statements(api, **headers):
@@ -70,10 +76,10 @@ def test_the_create_answer_reads_nothing_back(alice, garden):
 
 
 @pytest.mark.django_db
-def test_a_record_whose_answer_was_never_stored_replays_the_booking(alice, garden, monkeypatch):
-    """The first request died between its booking's write and storing the answer: a retry gets
-    that booking (never a second one), and the answer is kept from then on."""
-    monkeypatch.setattr(idempotency, "ANSWER_WAIT", 0.05)
+def test_a_record_an_earlier_version_left_without_its_answer_replays_the_booking(alice, garden):
+    """Versions before 2026-12-06 stored the answer by a second statement; a request that died
+    between the two left the record without it. A retry gets that booking (never a second
+    one), and the answer is kept from then on."""
     booking = _create(garden, owner=alice.user)
     IdempotencyKey.objects.create(
         owner=alice.user,
@@ -119,20 +125,19 @@ def test_a_conflict_that_is_not_the_key_is_not_taken_for_a_replay(garden):
 
 @pytest.mark.django_db(transaction=True)
 def test_one_statement_start_with_a_key_writes_the_key_in_the_same_statement(alice, garden):
-    """As under gunicorn (no transaction open): the plain create's one write with the key's
-    record in it, then its answer stored; a replay and a 422 write nothing."""
-    if connection.vendor != "postgresql":
-        pytest.skip("the one-statement start is PostgreSQL's")
+    """As under gunicorn (no transaction open): a create with a key is the plain create's one
+    write with the key's record, holding its answer, in it; a replay and a 422 write nothing."""
+    if not isinstance(store.current(), store.PostgresStore):
+        pytest.skip("the one-statement start is the PostgreSQL store's")
     _, plain = _statements(alice)
     assert [s for s in plain if not s.startswith("SELECT")] == ["WITH new0"], plain
     with CaptureQueriesContext(connection) as q:
         response = alice.post(BOOKINGS, booking_body(), format="json", HTTP_IDEMPOTENCY_KEY="key-1")
     assert response.status_code == 201, response.content
     writes = [s["sql"] for s in q if not s["sql"].startswith("SELECT")]
-    # One statement (saga, booking, first attempt and the key's record), then the answer stored.
-    assert len(writes) == 2, writes
+    # One statement: saga, booking, first attempt, event and the key's record with its answer.
+    assert len(writes) == 1, writes
     assert writes[0].startswith("WITH") and '"bookings_idempotencykey"' in writes[0]
-    assert writes[1].startswith('UPDATE "bookings_idempotencykey"')
     assert IdempotencyKey.objects.get().response_body == response.json()
     replay = alice.post(BOOKINGS, booking_body(), format="json", HTTP_IDEMPOTENCY_KEY="key-1")
     assert replay.json() == response.json() and replay["Idempotent-Replayed"] == "true"
