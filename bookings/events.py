@@ -54,7 +54,9 @@ def announce(booking: Booking, transition: str, attempts: Callable[[], list[Any]
         extra["reason"] = booking.cancellation_reason
     elif type == "requires_attention":
         extra["message"] = attention_message(booking)
-    # Stamped as the write will stamp them (its own clock, microseconds later).
+    # Stamped now: a new booking is inserted with these times (models.WrittenAt), so its
+    # booking.created event shows exactly what is stored; a changed one's updated_at is stamped
+    # again by the write, microseconds later.
     for name in ("created_at", "updated_at"):
         field = booking._meta.get_field(name)
         assert isinstance(field, DateTimeField)
