@@ -127,7 +127,9 @@ def test_redis_restarted_while_sagas_are_queued_and_retrying(redis_server, start
         "CACHE_URL": redis_server.url(1),
         "COORDINATION_CACHE_URL": redis_server.url(2),
     }
-    start_worker("w", concurrency=2, extra_env=env)
+    # Named for its scenario: its log (test-artifacts/worker-restart-redis-<pid>.log) is not
+    # overwritten by a later test's worker.
+    start_worker("restart-redis", concurrency=2, extra_env=env)
     # Redis keeps nothing on disk here: every queued message and every retry is lost.
     check(scenario("redis", env, redis_server.restart))
 
@@ -136,7 +138,7 @@ def test_redis_restarted_while_sagas_are_queued_and_retrying(redis_server, start
 @pytest.mark.skipif(not harness.RabbitMQNode.available(), reason="no rabbitmq-server to run")
 def test_rabbitmq_restarted_while_sagas_are_queued_and_retrying(rabbitmq_node, start_worker):
     env = {**suite_env(), "CELERY_BROKER_URL": rabbitmq_node.url()}
-    start_worker("w", concurrency=2, extra_env=env)
+    start_worker("restart-rabbitmq", concurrency=2, extra_env=env)
     check(scenario("rabbitmq", env, rabbitmq_node.restart))
 
 
@@ -146,5 +148,5 @@ def test_postgresql_restarted_while_workers_are_running(postgres_cluster, start_
     database = harness.create_database(postgres_cluster.url(), "bookingops")
     harness.migrate(database, settings="config.settings.test")
     env = {**suite_env(), "DATABASE_URL": database}
-    start_worker("w", concurrency=2, extra_env=env)
+    start_worker("restart-postgresql", concurrency=2, extra_env=env)
     check(scenario("postgresql", env, postgres_cluster.restart))
