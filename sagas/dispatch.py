@@ -36,19 +36,28 @@ class Dispatch:
 
     def __init__(self, *, chain_queues: frozenset[str] = frozenset()) -> None:
         self.chain_queues = chain_queues
-        self.next: list[tuple[SagaStep, Any]] = []  # (attempt, the saga's target as written)
+        # (attempt, the saga's target as written, the saga's attempts as written or None)
+        self.next: list[tuple[SagaStep, Any, list[SagaStep] | None]] = []
         self.plugins = plugins.installed()
 
     def _chains(self, step: Step, countdown: float) -> bool:
         queue = step.queue or settings.CELERY_TASK_DEFAULT_QUEUE
         return countdown <= 0 and queue in self.chain_queues
 
-    def after_commit(self, row: SagaStep, step: Step, countdown: float, target: Any) -> None:
+    def after_commit(
+        self,
+        row: SagaStep,
+        step: Step,
+        countdown: float,
+        target: Any,
+        history: list[SagaStep] | None = None,
+    ) -> None:
         """Hand the attempt on once the transaction that wrote it commits (at once outside a
         transaction: it is written already): to this worker's chain, with `target` (the saga's
-        target as written; None: read it again), or to the broker."""
+        target as written; None: read it again) and `history` (the saga's attempts as written;
+        None: read them when needed), or to the broker."""
         if self._chains(step, countdown):
-            transaction.on_commit(lambda: self.next.append((row, target)))
+            transaction.on_commit(lambda: self.next.append((row, target, history)))
             return
         step_id, queue = row.pk, step.queue
         transaction.on_commit(lambda: self.send(step_id, queue, countdown))

@@ -169,10 +169,10 @@ def execute(
     label = _execute_one(_read(step_id), task_id, worker, dispatch)
     hops = 0
     while dispatch.next and hops < MAX_CHAIN:
-        row, target = dispatch.next.pop(0)
-        _execute_one(row, task_id, worker, dispatch, target)
+        row, target, history = dispatch.next.pop(0)
+        _execute_one(row, task_id, worker, dispatch, target, history)
         hops += 1
-    for row, _ in dispatch.next:  # a long chain goes back to the queue, behind the others
+    for row, _, _ in dispatch.next:  # a long chain goes back to the queue, behind the others
         dispatch.send(row.pk, get_definition(row.saga.saga_type).step(row.name).queue, 0)
     return label
 
@@ -187,7 +187,12 @@ def _read(step_id: int) -> SagaStep | None:
 
 
 def _execute_one(
-    row: SagaStep | None, task_id: str, worker: str, dispatch: Dispatch, target: Any = None
+    row: SagaStep | None,
+    task_id: str,
+    worker: str,
+    dispatch: Dispatch,
+    target: Any = None,
+    history: list[SagaStep] | None = None,
 ) -> str:
     if row is None:
         return "missing"
@@ -241,6 +246,7 @@ def _execute_one(
         worker=worker,
         row=row,
         target=target,
+        history=history,
         dispatch=dispatch,
     )
 
@@ -257,21 +263,23 @@ def record(
     worker: str = "",
     row: SagaStep | None = None,
     target: Any = None,
+    history: list[SagaStep] | None = None,
     dispatch: Dispatch | None = None,
 ) -> str:
     """Record an attempt's outcome and move the saga on. Only the first outcome of an attempt
     counts; any later one returns "duplicate" and changes nothing.
 
     `row`: the attempt as read earlier, with its saga; `target`: the saga's target as last
-    written by this process. The decision is made on what was read and written only if none
-    of it changed meanwhile (sagas/store.py); if something did, everything is read again and
-    decided again."""
+    written by this process; `history`: the saga's attempts as this process wrote them (a
+    chain's previous step), `row` among them. The decision is made on what was read and
+    written only if none of it changed meanwhile (sagas/store.py); if something did, everything
+    is read again and decided again."""
     dispatch = dispatch or Dispatch()
     writer = store.current()
     for _ in range(MAX_CONFLICTS):
         fresh = row is None
         if row is None:
-            row, target = _read(step_id), None
+            row, target, history = _read(step_id), None, None
             if row is None:
                 return "missing"
         if row.status != StepStatus.SCHEDULED:
@@ -283,18 +291,18 @@ def record(
         change = store.Change(
             saga, store.snapshot(saga), row, target, store.snapshot(target) if target else {}
         )
-        history = _History(saga, row)
+        timeline = _History(saga, row, history, definition)
         try:
             decided = decisions.decide(
                 definition,
                 _state(saga),
                 _attempt(row),
                 outcome.error,
-                history=history.attempts,
+                history=timeline.attempts,
                 now=timezone.now(),
             )
             _record_attempt(row, decided, outcome, task_id, worker)
-            change.new = _apply(saga, target, definition, decided, outcome.result, history)
+            change.new = _apply(saga, target, definition, decided, outcome.result, timeline)
         except Exception:
             if fresh:
                 raise
@@ -304,7 +312,9 @@ def record(
             row = target = None
             continue
         if writer.commit(change):
-            _written(saga, target, definition, row, decided, outcome, change.new, dispatch)
+            _written(
+                saga, target, definition, row, decided, outcome, change.new, timeline, dispatch
+            )
             return decided.label
         log.info("attempt %s: the saga changed meanwhile; reading it again", row.pk)
         row = target = None
@@ -313,11 +323,26 @@ def record(
 
 class _History:
     """The saga's attempts as stored (read once, when a decision or an event needs them), and
-    as they will be once the change being made is written."""
+    as they will be once the change being made is written.
 
-    def __init__(self, saga: Saga, row: SagaStep | None) -> None:
+    Known without a read: the attempts a chain's previous step left (`stored`, written by this
+    process), and the saga's very first attempt, still scheduled, which is then its only one
+    (a saga starts with it, and nothing adds an attempt before its outcome is recorded; if one
+    were recorded meanwhile, the store refuses this change and the engine reads again)."""
+
+    def __init__(
+        self,
+        saga: Saga,
+        row: SagaStep | None,
+        stored: list[SagaStep] | None = None,
+        definition: SagaDefinition | None = None,
+    ) -> None:
         self.saga, self.row = saga, row
-        self.stored: list[SagaStep] | None = None
+        if stored is None and row is not None and definition is not None:
+            first = definition.steps[0].name
+            if (row.name, row.direction, row.round, row.attempt) == (first, ACTION, 1, 1):
+                stored = [row]
+        self.stored = stored
         self.new: list[SagaStep] = []
 
     def _rows(self) -> list[SagaStep]:
@@ -443,6 +468,7 @@ def _written(
     decided: Decision,
     outcome: Outcome,
     new: list[Model],
+    timeline: _History,
     dispatch: Dispatch,
 ) -> None:
     """The change is written (or will be, with the caller's transaction): metrics, log lines,
@@ -452,11 +478,11 @@ def _written(
     transaction.on_commit(partial(definition.hooks.announced, new))
     if decided.defer is not None:
         dispatch.after_commit(row, definition.step(row.name), decided.defer, target)
-    for attempt in new:
-        if isinstance(attempt, SagaStep):
-            step = definition.step(attempt.name)
-            delay = decided.next.delay if decided.next else 0.0
-            dispatch.after_commit(attempt, step, delay, target)
+    for attempt in timeline.new:
+        step = definition.step(attempt.name)
+        delay = decided.next.delay if decided.next else 0.0
+        history = timeline.after() if timeline.stored is not None else None
+        dispatch.after_commit(attempt, step, delay, target, history)
 
 
 def _announce_end(saga: Saga, decided: Decision) -> None:

@@ -90,9 +90,12 @@ def database_from_env(default_sqlite: Path, *, pool: bool | None = None) -> dict
         if env_bool("DB_POOL", True) if pool is None else pool:
             # The pool keeps the connections; Django hands its connection back after each
             # request or task (CONN_MAX_AGE must be 0), and the pool checks a connection before
-            # lending it again, so one broken by a database restart is replaced, not used.
+            # lending it again, so one broken by a database restart is replaced, not used:
+            # config/postgresql (Django's backend with a check that costs no round trip unless
+            # the server spoke meanwhile; CONN_HEALTH_CHECKS would send a query per lending).
+            config["ENGINE"] = "config.postgresql"
             config["CONN_MAX_AGE"] = 0
-            config["CONN_HEALTH_CHECKS"] = True
+            config["CONN_HEALTH_CHECKS"] = False
             config["OPTIONS"]["pool"] = {
                 "min_size": env_int("DB_POOL_MIN_SIZE", 1),
                 # gunicorn's config sets it to the worker's thread count (config/gunicorn.py).
