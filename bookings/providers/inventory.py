@@ -3,11 +3,10 @@ most `capacity` reservations on any night; the resource row is locked while it c
 concurrent reservations cannot overbook."""
 
 import secrets
-from collections import Counter
 from datetime import date, timedelta
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from .base import Reservation
@@ -36,23 +35,31 @@ class OwnInventory:
                     if found
                     else Reservation("", Status.UNAVAILABLE)
                 )
-            # One query for both: this key's earlier answer, and the nights already held.
-            rows = (
+            # One query for both: this key's earlier answer, and how many reservations hold
+            # each night of the stay, counted by the database (a resource with many rooms has
+            # as many overlapping reservations: they are not brought back one by one).
+            nights = [check_in + timedelta(days=n) for n in range((check_out - check_in).days)]
+            mine = Q(idempotency_key=idempotency_key)
+            held = {
+                f"night_{n}": Count(
+                    "pk", filter=Q(status=Status.RESERVED, check_in__lte=night, check_out__gt=night)
+                )
+                for n, night in enumerate(nights)
+            }
+            found = (
                 InventoryReservation.objects.filter(resource=resource)
                 .filter(
-                    Q(idempotency_key=idempotency_key)
-                    | Q(status=Status.RESERVED, check_in__lt=check_out, check_out__gt=check_in)
+                    mine | Q(status=Status.RESERVED, check_in__lt=check_out, check_out__gt=check_in)
                 )
-                .values_list("idempotency_key", "reference", "status", "check_in", "check_out")
+                .aggregate(
+                    earlier_reference=Max("reference", filter=mine),
+                    earlier_status=Max("status", filter=mine),
+                    **held,
+                )
             )
-            per_night: Counter[date] = Counter()
-            for key, reference, status, start, end in rows:
-                if key == idempotency_key:
-                    return Reservation(reference, status)
-                for n in range((end - start).days):
-                    per_night[start + timedelta(days=n)] += 1
-            nights = [check_in + timedelta(days=n) for n in range((check_out - check_in).days)]
-            full = any(per_night[night] >= resource.capacity for night in nights)
+            if found["earlier_reference"] is not None:  # the key is unique: one row at most
+                return Reservation(found["earlier_reference"], found["earlier_status"])
+            full = any(found[name] >= resource.capacity for name in held)
             record = InventoryReservation.objects.create(
                 idempotency_key=idempotency_key,
                 reference=f"res_{secrets.token_hex(8)}",

@@ -143,3 +143,35 @@ def test_own_inventory_never_overbooks_under_concurrent_reservations():
     assert held.count() == 3
     busiest = start + timedelta(days=1)
     assert all(r.check_in <= busiest < r.check_out for r in held)
+
+
+@pytest.mark.django_db
+def test_own_inventory_counts_each_night_a_reservation_holds():
+    """Capacity applies night by night: a stay is refused only when one of its own nights is
+    full; a departure day is not a night held, and a released reservation holds none."""
+    ResourceFactory(code="twin", capacity=2)
+    day = [date.today() + timedelta(days=60 + n) for n in range(7)]
+
+    def reserve(key: str, check_in: int, check_out: int) -> str:
+        return (
+            OwnInventory()
+            .reserve(
+                idempotency_key=key,
+                resource_code="twin",
+                check_in=day[check_in],
+                check_out=day[check_out],
+            )
+            .status
+        )
+
+    assert reserve("a", 1, 3) == "reserved"  # nights 1, 2
+    assert reserve("b", 2, 4) == "reserved"  # nights 2, 3
+    assert reserve("c", 3, 5) == "reserved"  # night 3 holds b only
+    assert reserve("d", 2, 3) == "unavailable"  # night 2 holds a and b
+    assert reserve("e", 4, 6) == "reserved"  # night 4 holds c only
+    assert reserve("f", 0, 1) == "reserved"  # leaves on the day a arrives
+    assert reserve("g", 0, 6) == "unavailable"  # nights 2 and 3 are full
+    assert reserve("d", 2, 3) == "unavailable"  # the same key: the same answer
+    a = InventoryReservation.objects.get(idempotency_key="a")
+    OwnInventory().release(idempotency_key="rel-a", reservation_ref=a.reference)
+    assert reserve("h", 2, 3) == "reserved"  # night 2 holds b only now
