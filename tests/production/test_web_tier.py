@@ -179,3 +179,23 @@ def test_gunicorn_checks_the_same_default_wait_as_the_settings():
     assert config["PREFER_WAIT_MAX"] == settings.API_PREFER_WAIT_MAX
     assert config["PREFER_WAIT_MAX"] + config["WAIT_MARGIN"] <= config["timeout"]
     assert config["worker_class"] == "gthread" and config["threads"] >= 2
+
+
+def test_web_processes_are_not_recycled_unless_asked():
+    """A recycled process loses its keep-alive clients to the others for good (see
+    config/gunicorn.py): recycling is off unless WEB_MAX_REQUESTS asks for it."""
+    read = (
+        "import json, runpy; c = runpy.run_path('config/gunicorn.py'); "
+        "print(json.dumps([c['max_requests'], c['max_requests_jitter']]))"
+    )
+
+    def recycling(**extra: str) -> list[int]:
+        env = {k: v for k, v in os.environ.items() if k != "WEB_MAX_REQUESTS"} | extra
+        done = subprocess.run(
+            [sys.executable, "-c", read], cwd=ROOT, env=env, capture_output=True, text=True,
+            check=True,
+        )  # fmt: skip
+        return json.loads(done.stdout)
+
+    assert recycling() == [0, 0]
+    assert recycling(WEB_MAX_REQUESTS="5000") == [5000, 500]
