@@ -24,6 +24,7 @@ from bookings.models import Booking
 from bookings.saga import BOOKING_SAGA
 from bookings.services import booking_cancel
 from sagas import engine
+from sagas.errors import TransientError
 from sagas.models import Saga, SagaStep, time_ordered_id
 from tests.faults.injection import messages_lost
 from webhooks.models import Event
@@ -117,6 +118,31 @@ def test_a_happy_saga_takes_one_write_per_step_and_no_lock(resource, store):
         ("send_email", "succeeded", 1),
     ]
     assert booking.saga.results["preauthorize"]["authorization_ref"] == booking.authorization_ref
+    assert_invariants()
+
+
+def test_a_chain_from_a_retried_attempt_reads_the_saga_attempts_once(resource):
+    """Only a saga's first attempt is known to be its only one: a chain that starts from a
+    retry reads the attempts once, and the booking.completed event shows all of them."""
+    booking = booked(resource)
+    now = timezone.now()
+    hiccup = engine.Outcome({}, TransientError("screening timed out", code="timeout"), now, now)
+    with messages_lost():
+        assert record(stale_copy(booking), hiccup) == "retrying"
+    retry = scheduled(booking.saga_id)
+    assert (retry.name, retry.attempt) == ("fraud_check", 2)
+    with CaptureQueriesContext(connection) as q:
+        assert engine.execute(retry.pk, chain_queues=chain_queues()) == "succeeded"
+    sql = [x["sql"] for x in q.captured_queries]
+    assert sum(s.startswith("SELECT") and 'FROM "sagas_sagastep" WHERE' in s for s in sql) == 1
+    completed = Event.objects.get(subject_id=str(booking.pk), type="booking.completed")
+    assert [(a["name"], a["attempt"], a["status"]) for a in completed.data["timeline"]] == [
+        ("fraud_check", 1, "retrying"),
+        ("fraud_check", 2, "succeeded"),
+        ("preauthorize", 1, "succeeded"),
+        ("confirm", 1, "succeeded"),
+        ("send_email", 1, "succeeded"),
+    ]
     assert_invariants()
 
 
