@@ -46,7 +46,7 @@ class OwnInventory:
                 )
                 for n, night in enumerate(nights)
             }
-            found = (
+            counted = (
                 InventoryReservation.objects.filter(resource=resource)
                 .filter(
                     mine | Q(status=Status.RESERVED, check_in__lt=check_out, check_out__gt=check_in)
@@ -57,9 +57,9 @@ class OwnInventory:
                     **held,
                 )
             )
-            if found["earlier_reference"] is not None:  # the key is unique: one row at most
-                return Reservation(found["earlier_reference"], found["earlier_status"])
-            full = any(found[name] >= resource.capacity for name in held)
+            if counted["earlier_reference"] is not None:  # the key is unique: one row at most
+                return Reservation(counted["earlier_reference"], counted["earlier_status"])
+            full = any(counted[name] >= resource.capacity for name in held)
             record = InventoryReservation.objects.create(
                 idempotency_key=idempotency_key,
                 reference=f"res_{secrets.token_hex(8)}",
