@@ -96,8 +96,11 @@ def test_healthy_bookings_do_not_wait_behind_a_circuit_held_open_by_failing_void
     assert Counter(b.state for b in settled) == {"completed": 16}
     # Each waited at most for the cool-down in force when it arrived (plus a busy machine's
     # slack), never for the failing voids: they do not take the probe while healthy calls may.
+    # Waiting behind them would last until they park (about 20 s, the test above). Measured:
+    # the slowest of the 16 at 2.5-4.8 s in runs on a quiet machine, with or without coverage;
+    # once 10.9 s in a CI run of the whole suite under coverage, hence the slack.
     slowest = max((b.state_changed_at - b.created_at).total_seconds() for b in settled)
-    assert slowest < COOL_DOWN + 8, f"slowest healthy booking took {slowest:.1f}s"
+    assert slowest < COOL_DOWN + 12, f"slowest healthy booking took {slowest:.1f}s"
     assert not circuit("payments").status().is_open
 
     # The failing ones still reach their end.
