@@ -80,9 +80,10 @@ def test_a_reader_never_takes_a_message_before_it_is_written(tmp_path):
 
 def test_kombus_own_writer_loses_that_race(tmp_path):
     """The failure the transport exists for, on kombu's own writer: the reader meets messages
-    it cannot decode (a race, so up to five tries)."""
-    for attempt in range(5):
+    it cannot decode (a race, so up to twenty tries: one CI run on Python 3.13 saw none in
+    five)."""
+    for attempt in range(20):
         _read, errors = race(filesystem.Channel, tmp_path / str(attempt))
         if errors:
             break
-    assert errors, "kombu's writer never lost the race in 5 runs"
+    assert errors, "kombu's writer never lost the race in 20 runs"
