@@ -370,7 +370,8 @@ def saga_fixed_rate() -> None:
 
 class Receiver:
     """A webhook receiver on 127.0.0.1 in this process: it answers 204 and notes when each
-    event (its webhook-id) first arrived."""
+    event (its webhook-id) first arrived. It keeps connections open between requests (HTTP/1.1),
+    as the web servers receivers run on do."""
 
     def __init__(self) -> None:
         import threading
@@ -380,6 +381,8 @@ class Receiver:
         lock = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self) -> None:
                 now = time.time()
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))

@@ -80,8 +80,8 @@ class Event(models.Model):
 
 
 class Delivery(models.Model):
-    """One event to one endpoint. The row is written with the event; its task takes only its
-    id. The same webhook-id (the event's id) goes with every attempt."""
+    """One event to one endpoint. The row is written with the event; a drain of its endpoint
+    sends it. The same webhook-id (the event's id) goes with every attempt."""
 
     class Status(models.TextChoices):
         PENDING = "pending"
@@ -93,8 +93,8 @@ class Delivery(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0, help_text="Attempts made so far.")
     next_attempt_at = models.DateTimeField(help_text="When the next attempt is due.")
-    # The message for the attempt due at next_attempt_at left at this time (the sweeper sends it
-    # again if no outcome came); null: not sent yet (a retry too far ahead for a countdown).
+    # When a drain was last asked for, or took, this delivery (the sweeper wakes its endpoint
+    # again if no outcome came); null: not asked for yet (a retry too far ahead for a countdown).
     dispatched_at = models.DateTimeField(null=True, blank=True)
     redispatches = models.PositiveIntegerField(
         default=0, help_text="Times the sweeper sent the due attempt again, with no outcome."
@@ -109,6 +109,12 @@ class Delivery(models.Model):
         verbose_name_plural = "deliveries"
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
+            # A drain's claim: one endpoint's pending deliveries, by when they are due.
+            models.Index(
+                fields=["endpoint", "next_attempt_at"],
+                name="delivery_endpoint_pending",
+                condition=models.Q(status="pending"),
+            ),
         ]
         permissions = [("redeliver_delivery", "Can redeliver webhook deliveries")]
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from functools import cache
@@ -44,8 +45,8 @@ def outbox(
 ) -> list[Model]:
     """An event and one pending delivery per enabled endpoint of the owner (`owner_id`) that
     wants its type, not written yet: the caller writes them with the change they report (all or
-    nothing), then calls send() once they are committed (a delivery whose message is lost is
-    sent again by the sweeper). `sequence`: the event's number for its subject, 1, 2, 3...,
+    nothing), then calls send() once they are committed (a delivery whose drain never comes is
+    sent by the sweeper). `sequence`: the event's number for its subject, 1, 2, 3...,
     which the caller keeps with the subject (a second event with the same number is refused
     by the database)."""
     now = timezone.now()
@@ -69,23 +70,8 @@ def outbox(
 
 
 def send(rows: list[Any]) -> None:
-    """Send the messages of the deliveries among `rows`, which are committed."""
-    for row in rows:
-        if isinstance(row, Delivery):
-            _send(row.pk)
-
-
-def _send(delivery_id: int, delay: float = 0.0) -> None:
-    from .tasks import deliver
-
-    try:
-        deliver.apply_async((delivery_id,), queue=settings.WEBHOOK_QUEUE, countdown=delay)
-    except Exception:  # the broker is down: the row is written, the sweeper sends it later
-        log.warning("delivery %s: message not sent; the sweeper will", delivery_id)
-
-
-def _send_on_commit(delivery_id: int, delay: float = 0.0) -> None:
-    transaction.on_commit(lambda: _send(delivery_id, delay))
+    """Wake the endpoints of the deliveries among `rows`, which are committed."""
+    wake(row.endpoint_id for row in rows if isinstance(row, Delivery))
 
 
 def body_of(event: Event) -> bytes:
@@ -205,13 +191,23 @@ def now() -> datetime:
 
 # --- delivery ------------------------------------------------------------------------------
 #
-# The common case costs one read and one short transaction: read the delivery with its event and
-# endpoint, POST, then record the attempt and the delivery's new state together, only if nobody
-# recorded this attempt meanwhile. No lock is held across the request and nothing is written
-# before it: a copy of the message running at the same time may send the event twice (the same
-# webhook-id: receivers deduplicate), and a worker that dies mid-attempt leaves the delivery due,
-# for the sweeper. The per-endpoint limit of attempts in flight is a counter in the coordination
-# cache, shared by every worker like the providers' circuits.
+# A drain sends an endpoint's due deliveries, in order, one request at a time over one
+# kept-alive connection:
+# - it claims a batch of them in one short transaction, pushing each one's next attempt past
+#   the drain's lease, so that no other drain takes them meanwhile;
+# - it POSTs them, writing nothing in between;
+# - it records every attempt and each delivery's next step in one transaction, only for the
+#   deliveries it still holds.
+# A drain whose worker dies records nothing: its deliveries fall due again when the lease runs
+# out, and the sweeper wakes the endpoint; the same webhook-ids go out again and receivers
+# deduplicate. A drain runs for about WEBHOOK_DRAIN_BUDGET seconds at most, then leaves the rest
+# to the next one, so a busy endpoint shares the workers with the sagas and the other endpoints.
+# At most WEBHOOK_ENDPOINT_CONCURRENCY drains of one endpoint run at once: a counter in the
+# coordination cache, shared by every worker like the providers' circuits.
+#
+# A drain is woken by a message that carries only the endpoint's id. Wakes are coalesced: a flag
+# in the coordination cache says that a drain of the endpoint is on its way, and the drain clears
+# it before it claims anything, so an event committed while it runs wakes another.
 
 
 @cache
@@ -222,73 +218,209 @@ def coordination_cache() -> BaseCache:
     return backend(conf.pop("LOCATION", ""), conf)
 
 
+def drain_lease() -> float:
+    """Seconds a drain holds what it claimed: its budget, then one whole attempt, then a margin."""
+    return (
+        settings.WEBHOOK_DRAIN_BUDGET
+        + settings.WEBHOOK_CONNECT_TIMEOUT
+        + settings.WEBHOOK_TIMEOUT
+        + settings.WEBHOOK_LEASE_MARGIN
+    )
+
+
+def wake(endpoint_ids: Iterable[Any]) -> None:
+    """Have each endpoint's due deliveries sent (their rows are committed). The first event of
+    a window of WEBHOOK_BATCH_WINDOW seconds wakes a drain at once; the next one wakes a
+    drain at the window's end, which takes every event that came meanwhile; the others wake
+    nothing more. So a quiet endpoint gets each event at once, and a busy one gets them in
+    batches, with at most about two drains per window (and one round trip to the coordination
+    cache per event)."""
+    store = coordination_cache()
+    window = settings.WEBHOOK_BATCH_WINDOW
+    for endpoint_id in sorted(set(endpoint_ids)):
+        try:
+            if window and store.add(_trailing_key(endpoint_id), 1, timeout=drain_lease()):
+                if not store.add(_window_key(endpoint_id), 1, timeout=window):
+                    # A drain came in this window: this one runs at its end.
+                    _publish(endpoint_id, window, trailing=True)
+                    continue
+                store.delete(_trailing_key(endpoint_id))  # the first of its window
+            elif window:
+                continue  # a drain at the window's end is on its way
+        except Exception:  # the coordination cache is down: wake at once
+            log.warning("endpoint %s: no window (coordination cache)", endpoint_id, exc_info=True)
+        _publish(endpoint_id)
+
+
+def _window_key(endpoint_id: Any) -> str:
+    return f"webhooks:window:{endpoint_id}"
+
+
+def _trailing_key(endpoint_id: Any) -> str:
+    return f"webhooks:trailing:{endpoint_id}"
+
+
+def _publish(endpoint_id: Any, delay: float = 0.0, *, trailing: bool = False) -> None:
+    from .tasks import drain
+
+    try:
+        drain.apply_async(
+            (endpoint_id,),
+            {"trailing": True} if trailing else {},
+            queue=settings.WEBHOOK_QUEUE,
+            countdown=delay or None,
+        )
+    except Exception:  # the broker is down: the rows are written, the sweeper wakes it later
+        log.warning("endpoint %s: drain not sent; the sweeper will", endpoint_id)
+        if trailing:
+            with suppress(Exception):
+                coordination_cache().delete(_trailing_key(endpoint_id))
+
+
+def _publish_on_commit(endpoint_id: Any, delay: float = 0.0) -> None:
+    transaction.on_commit(lambda: _publish(endpoint_id, delay))
+
+
 @contextmanager
 def endpoint_slot(endpoint: Endpoint, limit: int) -> Iterator[bool]:
-    """One of the endpoint's `limit` slots for an attempt in flight, or False if all are taken.
-    A slot held by a worker that died is freed when the counter expires (the attempt's lease)."""
-    key = f"webhooks:in-flight:{endpoint.pk}"
-    lease = (
-        settings.WEBHOOK_CONNECT_TIMEOUT + settings.WEBHOOK_TIMEOUT + settings.WEBHOOK_LEASE_MARGIN
-    )
+    """One of the endpoint's `limit` slots for a drain, or False if all are taken. A slot held
+    by a worker that died is freed when it expires (the drain's lease)."""
     store = coordination_cache()
-    store.add(key, 0, timeout=lease)
+    for number in range(limit):
+        key = f"webhooks:slot:{endpoint.pk}:{number}"
+        if store.add(key, 1, timeout=drain_lease()):
+            break
+    else:
+        yield False
+        return
     try:
-        taken = store.incr(key)
-    except ValueError:  # expired between add and incr
-        store.add(key, 1, timeout=lease)
-        taken = 1
-    try:
-        yield taken <= limit
+        yield True
     finally:
-        with suppress(ValueError):  # expired meanwhile: nothing to give back
-            store.decr(key)
+        store.delete(key)
 
 
-def deliver(delivery_id: int) -> str:
-    """Run the attempt of a delivery that is due: within its endpoint's circuit and concurrency
-    limit, POST it, then record the attempt and schedule the next one. A message that comes
-    early, twice, or for a finished delivery changes nothing. Returns what happened."""
-    delivery = (
-        Delivery.objects.select_related("event", "endpoint")
-        .annotate(earlier_waiting=Exists(_earlier_waiting()))
-        .filter(pk=delivery_id)
-        .first()
-    )
-    if delivery is None or delivery.status != Delivery.Status.PENDING:
-        return "done"
+def drain(endpoint_id: Any, *, trailing: bool = False) -> dict[int, str]:
+    """Send the endpoint's due deliveries, within its circuit and concurrency limit, and record
+    each attempt. Returns what happened to each delivery it took, by id: "delivered",
+    "retry in N s", "failed" or "deferred" (its attempt moved on without being spent).
+    `trailing`: the drain at the end of a window (see wake())."""
+    if trailing:  # before the claim: an event committed from now on wakes another drain
+        with suppress(Exception):  # a key left by a dead cache expires with the lease
+            coordination_cache().delete(_trailing_key(endpoint_id))
+    endpoint = Endpoint.objects.filter(pk=endpoint_id).first()
+    if endpoint is None:
+        return {}
     moment = now()
-    if delivery.next_attempt_at > moment + timedelta(seconds=1):
-        return "early"  # a copy of an earlier message; the due one comes at its time
-    endpoint = delivery.endpoint
+    due = Delivery.objects.filter(
+        endpoint_id=endpoint.pk, status=Delivery.Status.PENDING, next_attempt_at__lte=moment
+    )
     if not endpoint.enabled:
-        Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.PENDING).update(
+        due.update(
             status=Delivery.Status.FAILED, last_error="the endpoint is disabled", updated_at=moment
         )
-        return "endpoint disabled"
-    half_open = endpoint.consecutive_failures >= settings.WEBHOOK_CIRCUIT["failure_threshold"]
-    limit = 1 if half_open else settings.WEBHOOK_ENDPOINT_CONCURRENCY
-    # An earlier event of the same subject to the same endpoint makes its first attempt first
-    # (events then arrive in order while the receiver answers; after a failure a later event
-    # may overtake a retried one: receivers order by `sequence`).
-    wait = _circuit_wait(endpoint, moment) or (
-        settings.WEBHOOK_DEFER if delivery.earlier_waiting else 0.0
-    )
-    if wait:
-        return _postpone(delivery, moment, wait)
-    with endpoint_slot(endpoint, limit) as free:
+        return {}
+    wait = _circuit_wait(endpoint, moment)
+    if wait:  # the due deliveries wait for the circuit, without spending attempts
+        ids = list(due.values_list("pk", flat=True))
+        _postpone(endpoint, ids, moment + timedelta(seconds=wait), moment)
+        return dict.fromkeys(ids, "deferred")
+    outcomes: dict[int, str] = {}
+    threshold = settings.WEBHOOK_CIRCUIT["failure_threshold"]
+    half_open = endpoint.consecutive_failures >= threshold
+    with endpoint_slot(endpoint, 1 if half_open else settings.WEBHOOK_ENDPOINT_CONCURRENCY) as free:
         if not free:
-            return _postpone(delivery, moment, settings.WEBHOOK_DEFER)
-        at = int(moment.timestamp())
-        body = body_of(delivery.event)
-        msg_id = str(delivery.event_id)
-        answer = transport.post(
+            _publish_on_commit(endpoint.pk, settings.WEBHOOK_DEFER)
+            return {}
+        sender = transport.Sender(
             endpoint.url,
-            signing.headers(signing_secrets(endpoint, moment), msg_id, at, body),
-            body,
             connect_timeout=settings.WEBHOOK_CONNECT_TIMEOUT,
             timeout=settings.WEBHOOK_TIMEOUT,
         )
-    return _record(delivery, answer)
+        started = time.monotonic()
+        try:
+            while True:
+                half_open = endpoint.consecutive_failures >= threshold
+                batch, claimed_at = _claim(endpoint, 1 if half_open else settings.WEBHOOK_BATCH)
+                if not batch:
+                    return outcomes
+                sent = _send(sender, endpoint, batch, started)
+                outcomes |= _record(endpoint, sent, batch[len(sent) :], claimed_at)
+                if not endpoint.enabled or _circuit_wait(endpoint, now()):
+                    return outcomes
+                if len(sent) == len(batch) < settings.WEBHOOK_BATCH and not half_open:
+                    return outcomes  # all that was due; a later one wakes another drain
+                if time.monotonic() - started >= settings.WEBHOOK_DRAIN_BUDGET:
+                    break
+        finally:
+            sender.close()
+    _publish_on_commit(endpoint.pk)  # out of budget: the next drain goes on from here
+    return outcomes
+
+
+def _claim(endpoint: Endpoint, size: int) -> tuple[list[Delivery], datetime]:
+    """Up to `size` of the endpoint's due deliveries, oldest first, with their events, held
+    for this drain until its lease runs out. A delivery waits while an earlier event of its
+    subject to this endpoint has not made its first attempt (events arrive in order while the
+    receiver answers; after a failure a later event may overtake a retried one: receivers
+    order by `sequence`)."""
+    moment = now()
+    lease_end = moment + timedelta(seconds=drain_lease())
+    due = dict(endpoint_id=endpoint.pk, status=Delivery.Status.PENDING, next_attempt_at__lte=moment)
+    candidates = (
+        Delivery.objects.filter(**due)
+        .exclude(Exists(_earlier_waiting(moment)))
+        .order_by("pk")
+        .values("pk")[:size]
+    )
+    # One statement: a row another drain took meanwhile no longer matches `due` when this
+    # UPDATE reaches it, and is left to that drain.
+    if not Delivery.objects.filter(pk__in=candidates, **due).update(
+        next_attempt_at=lease_end, dispatched_at=moment, updated_at=moment
+    ):
+        return [], moment
+    batch = Delivery.objects.select_related("event").filter(
+        endpoint_id=endpoint.pk,
+        status=Delivery.Status.PENDING,
+        next_attempt_at=lease_end,
+        dispatched_at=moment,
+    )
+    return list(batch.order_by("pk")), moment
+
+
+def _earlier_waiting(moment: datetime) -> QuerySet[Delivery]:
+    """The deliveries, to the outer delivery's endpoint, of earlier events of its subject that
+    have not made their first attempt and are not due (held by another drain, or deferred)."""
+    return Delivery.objects.filter(
+        endpoint_id=OuterRef("endpoint_id"),
+        status=Delivery.Status.PENDING,
+        attempts=0,
+        next_attempt_at__gt=moment,
+        event__subject_id=OuterRef("event__subject_id"),
+        event__sequence__lt=OuterRef("event__sequence"),
+    )
+
+
+def _send(
+    sender: transport.Sender, endpoint: Endpoint, batch: list[Delivery], started: float
+) -> list[tuple[Delivery, transport.Answer]]:
+    """POST the batch in order; stop when the drain's budget is spent or when the failures in a
+    row would open the circuit. Returns what was sent, with each answer."""
+    sent: list[tuple[Delivery, transport.Answer]] = []
+    in_a_row = endpoint.consecutive_failures
+    for delivery in batch:
+        if sent and time.monotonic() - started >= settings.WEBHOOK_DRAIN_BUDGET:
+            break
+        moment = now()
+        body = body_of(delivery.event)
+        headers = signing.headers(
+            signing_secrets(endpoint, moment), str(delivery.event_id), int(moment.timestamp()), body
+        )
+        answer = sender.post(headers, body)
+        sent.append((delivery, answer))
+        in_a_row = 0 if answer.ok else in_a_row + 1
+        if in_a_row >= settings.WEBHOOK_CIRCUIT["failure_threshold"]:
+            break
+    return sent
 
 
 def _circuit_wait(endpoint: Endpoint, moment: datetime) -> float:
@@ -298,74 +430,98 @@ def _circuit_wait(endpoint: Endpoint, moment: datetime) -> float:
     return 0.0
 
 
-def _earlier_waiting() -> QuerySet[Delivery]:
-    """The deliveries, to the outer delivery's endpoint, of earlier events of its subject that
-    have not made their first attempt yet (read with the delivery, as one EXISTS)."""
-    return Delivery.objects.filter(
-        endpoint_id=OuterRef("endpoint_id"),
-        status=Delivery.Status.PENDING,
-        attempts=0,
-        event__subject_id=OuterRef("event__subject_id"),
-        event__sequence__lt=OuterRef("event__sequence"),
-    )
-
-
-def _postpone(delivery: Delivery, moment: datetime, wait: float) -> str:
-    """Move the attempt `wait` seconds on without spending it."""
-    due = moment + timedelta(seconds=wait)
+def _postpone(endpoint: Endpoint, ids: list[int], due: datetime, moment: datetime) -> None:
+    """Move the next attempt of deliveries `ids` to `due` without spending it; a drain is woken
+    then (or the sweeper sends them, if that is too far ahead for a countdown)."""
+    if not ids:
+        return
+    wait = (due - moment).total_seconds()
     countdown = wait <= settings.WEBHOOK_COUNTDOWN_MAX
-    moved = Delivery.objects.filter(
-        pk=delivery.pk, status=Delivery.Status.PENDING, attempts=delivery.attempts
-    ).update(next_attempt_at=due, dispatched_at=due if countdown else None, updated_at=moment)
-    if moved and countdown:
-        _send_on_commit(delivery.pk, wait)
-    return "deferred"
+    Delivery.objects.filter(pk__in=ids, status=Delivery.Status.PENDING).update(
+        next_attempt_at=due, dispatched_at=due if countdown else None, updated_at=moment
+    )
+    if countdown:
+        _publish_on_commit(endpoint.pk, wait)
 
 
-def _record(delivery: Delivery, answer: transport.Answer) -> str:
-    """Write the attempt and the delivery's next state in one transaction, if this attempt is
-    still the one to record (else a copy of it got there first: "duplicate")."""
+def _record(
+    endpoint: Endpoint,
+    sent: list[tuple[Delivery, transport.Answer]],
+    unsent: list[Delivery],
+    claimed_at: datetime,
+) -> dict[int, str]:
+    """Write the attempts of a batch, each delivery's next state and the endpoint's health in
+    one transaction, if this drain still holds every delivery of the batch (else another drain
+    took them after the lease ran out: nothing is written, and they are sent again). The
+    deliveries claimed but not sent wait: until the circuit closes if it opened, else for the
+    next drain. `endpoint` is updated with its health as written."""
     moment = now()
-    number = delivery.attempts + 1
-    fields: dict[str, Any] = {
-        "attempts": number,
-        "last_response_status": answer.status,
-        "updated_at": moment,
-    }
-    endpoint = delivery.endpoint
+    outcomes: dict[int, str] = {}
+    mine = Delivery.objects.filter(status=Delivery.Status.PENDING, dispatched_at=claimed_at)
+    failing = any(not answer.ok for _, answer in sent)
     with transaction.atomic():
-        if answer.ok:
-            fields.update(status=Delivery.Status.SUCCEEDED, delivered_at=moment, last_error="")
-            outcome = "delivered"
-        else:
-            endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
-            fields["last_error"] = (answer.error or f"answered {answer.status}")[:500]
-            outcome = _failed(fields, number, endpoint, moment)
-        recorded = Delivery.objects.filter(
-            pk=delivery.pk, status=Delivery.Status.PENDING, attempts=number - 1
-        ).update(**fields)
-        if not recorded:
-            transaction.set_rollback(True)
-            return "duplicate"
-        Attempt.objects.create(
-            delivery_id=delivery.pk,
-            number=number,
-            status=Attempt.Status.SUCCEEDED if answer.ok else Attempt.Status.FAILED,
-            started_at=moment - timedelta(milliseconds=answer.duration_ms),
-            duration_ms=answer.duration_ms,
-            response_status=answer.status,
-            response_body=answer.body,
-            error=answer.error,
-        )
-        if fields.get("dispatched_at") is not None:
-            _send_on_commit(delivery.pk, (fields["next_attempt_at"] - moment).total_seconds())
-        if answer.ok and (endpoint.consecutive_failures or endpoint.failing_since):
-            Endpoint.objects.filter(pk=endpoint.pk).update(
-                failing_since=None, consecutive_failures=0, circuit_open_until=None
+        health = endpoint
+        if failing or endpoint.consecutive_failures or endpoint.failing_since:
+            health = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
+        recorded = 0
+        delivered: dict[tuple[int, int | None], list[int]] = {}
+        retries: set[float] = set()
+        for delivery, answer in sent:
+            if answer.ok:
+                health.failing_since, health.consecutive_failures = None, 0
+                health.circuit_open_until = None
+                delivered.setdefault((delivery.attempts, answer.status), []).append(delivery.pk)
+                outcomes[delivery.pk] = "delivered"
+                continue
+            fields: dict[str, Any] = {
+                "attempts": delivery.attempts + 1,
+                "last_response_status": answer.status,
+                "last_error": (answer.error or f"answered {answer.status}")[:500],
+                "updated_at": moment,
+            }
+            outcomes[delivery.pk] = _failed(fields, delivery.attempts + 1, health, moment)
+            recorded += mine.filter(pk=delivery.pk, attempts=delivery.attempts).update(**fields)
+            if fields.get("dispatched_at") is not None:
+                retries.add(round((fields["next_attempt_at"] - moment).total_seconds(), 1))
+        for (attempts, status), ids in delivered.items():
+            recorded += mine.filter(pk__in=ids, attempts=attempts).update(
+                status=Delivery.Status.SUCCEEDED,
+                attempts=attempts + 1,
+                delivered_at=moment,
+                last_response_status=status,
+                last_error="",
+                updated_at=moment,
             )
-        elif not answer.ok:
-            endpoint.save(update_fields=HEALTH_FIELDS)
-    return outcome
+        if recorded < len(sent):
+            transaction.set_rollback(True)
+            return {}
+        Attempt.objects.bulk_create(
+            Attempt(
+                delivery_id=delivery.pk,
+                number=delivery.attempts + 1,
+                status=Attempt.Status.SUCCEEDED if answer.ok else Attempt.Status.FAILED,
+                started_at=moment - timedelta(milliseconds=answer.duration_ms),
+                duration_ms=answer.duration_ms,
+                response_status=answer.status,
+                response_body=answer.body,
+                error=answer.error,
+            )
+            for delivery, answer in sent
+        )
+        if health is not endpoint:
+            health.save(update_fields=HEALTH_FIELDS)
+            for name in HEALTH_FIELDS:
+                setattr(endpoint, name, getattr(health, name))
+        for delay in sorted(retries):
+            _publish_on_commit(endpoint.pk, delay)
+        wait = _circuit_wait(endpoint, moment)
+        held = [d.pk for d in unsent]
+        if wait and held:
+            _postpone(endpoint, held, moment + timedelta(seconds=wait), moment)
+            outcomes |= dict.fromkeys(held, "deferred")
+        elif held:
+            mine.filter(pk__in=held).update(next_attempt_at=moment, updated_at=moment)
+    return outcomes
 
 
 HEALTH_FIELDS = [
@@ -429,36 +585,43 @@ def _disable(endpoint: Endpoint, moment: datetime, failing_for: float) -> None:
 
 
 def sweep(*, limit: int | None = None) -> int:
-    """Send again the message of every due delivery nobody took: lost between commit and broker,
-    not sent yet (a retry too far ahead for a countdown), or whose worker died mid-attempt.
-    A delivery sent this way WEBHOOK_MAX_DISPATCHES times without any outcome has failed (a
-    message that kills its worker must not be retried forever). Returns how many were sent."""
+    """Wake the endpoints of the due deliveries that no drain took: their wake was lost between
+    commit and broker, they were not due yet when it came (a retry too far ahead for a
+    countdown), or the drain that held them died mid-attempt (its lease ran out). A delivery
+    whose drains died WEBHOOK_MAX_DISPATCHES times has failed (a message that kills its worker
+    must not be retried forever). Returns how many deliveries were due."""
     moment = now()
     stale = moment - timedelta(seconds=settings.WEBHOOK_REDISPATCH_AFTER)
+    lease = timedelta(seconds=drain_lease())
     due = list(
         Delivery.objects.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=moment)
         .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=stale))
         .order_by("next_attempt_at")
-        .values_list("pk", "dispatched_at", "redispatches")[: limit or settings.WEBHOOK_SWEEP_BATCH]
+        .values_list("pk", "endpoint_id", "next_attempt_at", "dispatched_at", "redispatches")[
+            : limit or settings.WEBHOOK_SWEEP_BATCH
+        ]
     )
     if not due:
         return 0
-    poison = [pk for pk, sent, count in due if sent and count >= settings.WEBHOOK_MAX_DISPATCHES]
-    again = [pk for pk, sent, _count in due if pk not in poison]
-    resent = [pk for pk, sent, _count in due if sent and pk in again]
+    # A drain that took a delivery left it due when its lease ends: no outcome came.
+    died = {pk: count for pk, _, at, sent, count in due if sent is not None and at == sent + lease}
+    poison = [pk for pk, count in died.items() if count >= settings.WEBHOOK_MAX_DISPATCHES]
+    again = [(pk, endpoint_id) for pk, endpoint_id, *_ in due if pk not in poison]
     with transaction.atomic():
         Delivery.objects.filter(pk__in=poison, status=Delivery.Status.PENDING).update(
             status=Delivery.Status.FAILED,
             last_error="sent again and again without an outcome (its worker dies?)",
             updated_at=moment,
         )
-        Delivery.objects.filter(pk__in=again).update(dispatched_at=moment, updated_at=moment)
-        Delivery.objects.filter(pk__in=resent).update(
+        Delivery.objects.filter(pk__in=[pk for pk, _ in again]).update(
+            dispatched_at=moment, updated_at=moment
+        )
+        Delivery.objects.filter(pk__in=[pk for pk, _ in again if pk in died]).update(
             redispatches=F("redispatches") + 1,
             last_error="sent again: no outcome recorded after it was sent",
         )
-        for pk in again:
-            _send_on_commit(pk)
+        for endpoint_id in sorted({endpoint_id for _, endpoint_id in again}):
+            _publish_on_commit(endpoint_id)
     return len(again)
 
 
@@ -478,8 +641,8 @@ def redeliver(*, deliveries: list[Delivery], actor: str, reason: str) -> int:
             redispatches=0,
             updated_at=moment,
         )
-        for pk in ids:
-            _send_on_commit(pk)
+        for endpoint_id in sorted({d.endpoint_id for d in deliveries}):
+            _publish_on_commit(endpoint_id)
         Notice.objects.create(
             kind=Notice.Kind.REDELIVERED,
             actor=actor,

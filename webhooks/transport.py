@@ -3,6 +3,7 @@ connect timeout, a deadline for the whole answer, and only the first bytes of th
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import ssl
@@ -30,6 +31,16 @@ class Answer:
         return self.status is not None and 200 <= self.status < 300
 
 
+def _connect(address: str, port: int, timeout: float | None) -> socket.socket:
+    sock = socket.create_connection((address, port), timeout)
+    # As http.client's own connect does: it sends a request's headers and body in two writes,
+    # which Nagle's algorithm would hold until the receiver's delayed ACK (40 ms) on a kept-alive
+    # connection.
+    with contextlib.suppress(OSError):  # a system without TCP_NODELAY
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
 class _PinnedHTTPConnection(http.client.HTTPConnection):
     """Connects to the checked address; the Host header keeps the URL's host."""
 
@@ -38,7 +49,7 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
         self.address = address
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = _connect(self.address, self.port, self.timeout)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
@@ -49,63 +60,98 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.address = address
 
     def connect(self) -> None:
-        raw = socket.create_connection((self.address, self.port), self.timeout)
+        raw = _connect(self.address, self.port, self.timeout)
         self.sock = ssl.create_default_context().wrap_socket(raw, server_hostname=self.host)
 
 
-def post(
-    url: str, headers: dict[str, str], body: bytes, *, connect_timeout: float, timeout: float
-) -> Answer:
-    """POST `body` to `url`. Never raises for the receiver's sake: a refused address, a refused
-    connection, a timeout or a broken answer is an Answer with an error."""
-    started = time.monotonic()
+class Sender:
+    """POSTs to one URL, one request at a time, over one kept-alive connection to the address
+    that was checked when the sender was made (a drain of an endpoint's deliveries uses one).
+    Never raises for the receiver's sake: a refused address, a refused connection, a timeout
+    or a broken answer is an Answer with an error."""
 
-    def answer(status: int | None, text: str = "", error: str = "") -> Answer:
-        return Answer(status, text, error[:500], (time.monotonic() - started) * 1000)
+    def __init__(self, url: str, *, connect_timeout: float, timeout: float) -> None:
+        self.connect_timeout, self.timeout = connect_timeout, timeout
+        self.conn: http.client.HTTPConnection | None = None
+        self.refused = ""
+        try:
+            self.scheme, self.host, self.port, self.path = addresses.parse(url)
+            self.address = str(addresses.resolve(self.host, self.port))
+        except addresses.ForbiddenAddress as exc:
+            self.refused = f"refused: {exc}"
 
-    try:
-        scheme, host, port, path = addresses.parse(url)
-        address = addresses.resolve(host, port)
-    except addresses.ForbiddenAddress as exc:
-        return answer(None, error=f"refused: {exc}")
-    cls = _PinnedHTTPSConnection if scheme == "https" else _PinnedHTTPConnection
-    conn = cls(host, port, str(address), connect_timeout)
-    deadline = started + timeout
-    try:
-        conn.connect()
-        sock = conn.sock  # http.client drops conn.sock once an answer says it closes
-        assert sock is not None
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
-        conn.request(
-            "POST",
-            path,
-            body=body,
-            headers={
-                **headers,
-                "content-type": "application/json",
-                "user-agent": "bookingops-webhooks/1",
-            },
-        )
-        response = conn.getresponse()
-        chunks: list[bytes] = []
-        size = 0
-        while size < READ_AT_MOST:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            sock.settimeout(remaining)
-            chunk = response.read1(8192)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        text = b"".join(chunks)[:KEEP_BYTES].decode("utf-8", "replace")
-        return answer(response.status, text)
-    except TimeoutError:
-        return answer(None, error=f"timed out after {timeout:g} s")
-    except ConnectionRefusedError:
-        return answer(None, error="connection refused")
-    except (OSError, http.client.HTTPException) as exc:
-        return answer(None, error=f"{type(exc).__name__}: {exc}")
-    finally:
-        conn.close()
+    def post(self, headers: dict[str, str], body: bytes) -> Answer:
+        started = time.monotonic()
+        if self.refused:
+            return Answer(None, "", self.refused[:500], 0.0)
+        reused = self.conn is not None
+        answer = self._post(headers, body, started)
+        if reused and answer.status is None and answer.error.startswith(STALE):
+            # The receiver closed the kept-alive connection before this request reached it
+            # (an idle timeout): send it once more on a new connection.
+            answer = self._post(headers, body, started)
+        return answer
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def _post(self, headers: dict[str, str], body: bytes, started: float) -> Answer:
+        def answer(status: int | None, text: str = "", error: str = "") -> Answer:
+            return Answer(status, text, error[:500], (time.monotonic() - started) * 1000)
+
+        deadline = started + self.timeout
+        try:
+            if self.conn is None:
+                cls = _PinnedHTTPSConnection if self.scheme == "https" else _PinnedHTTPConnection
+                self.conn = cls(self.host, self.port, self.address, self.connect_timeout)
+                self.conn.connect()
+            conn = self.conn
+            sock = conn.sock  # http.client drops conn.sock once an answer says it closes
+            assert sock is not None
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            conn.request(
+                "POST",
+                self.path,
+                body=body,
+                headers={
+                    **headers,
+                    "content-type": "application/json",
+                    "user-agent": "bookingops-webhooks/1",
+                },
+            )
+            response = conn.getresponse()
+            chunks: list[bytes] = []
+            size, ended = 0, False
+            while size < READ_AT_MOST:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                sock.settimeout(remaining)
+                chunk = response.read1(8192)
+                if not chunk:
+                    ended = True
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            if ended and not response.will_close:
+                response.close()  # read to its end: the connection serves the next request
+            else:
+                self.close()  # an answer not read to its end leaves the connection unusable
+            text = b"".join(chunks)[:KEEP_BYTES].decode("utf-8", "replace")
+            return answer(response.status, text)
+        except TimeoutError:
+            self.close()
+            return answer(None, error=f"timed out after {self.timeout:g} s")
+        except ConnectionRefusedError:
+            self.close()
+            return answer(None, error="connection refused")
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            return answer(None, error=f"{type(exc).__name__}: {exc}")
+
+
+# The errors of a kept-alive connection that the receiver had closed: the request may be sent
+# again on a new one.
+STALE = ("RemoteDisconnected", "BrokenPipeError", "ConnectionResetError")

@@ -528,12 +528,21 @@ WEBHOOK_ALLOWED_NETWORKS = [n for n in env("WEBHOOK_ALLOWED_NETWORKS", "").split
 # One attempt: connect within, and get the whole answer within, these many seconds.
 WEBHOOK_CONNECT_TIMEOUT = float(env("WEBHOOK_CONNECT_TIMEOUT", "5"))
 WEBHOOK_TIMEOUT = float(env("WEBHOOK_TIMEOUT", "10"))
-# At most this many attempts in flight per endpoint (the others wait WEBHOOK_DEFER seconds
-# without spending a retry), so one slow receiver holds at most that many worker processes.
-# An attempt holds one of its endpoint's slots at most this many seconds past its timeouts (a
-# worker that died mid-attempt gives its slot back then).
+# At most this many drains (each with one attempt in flight) per endpoint; another one waits
+# WEBHOOK_DEFER seconds, so one slow receiver holds at most that many worker processes. A drain
+# holds its slot and its deliveries at most this many seconds past its budget and one attempt's
+# timeouts (a worker that died mid-attempt gives them back then).
 WEBHOOK_LEASE_MARGIN = float(env("WEBHOOK_LEASE_MARGIN", "30"))
 WEBHOOK_ENDPOINT_CONCURRENCY = env_int("WEBHOOK_ENDPOINT_CONCURRENCY", 2)
+# A drain sends an endpoint's due deliveries one after another over one connection, claiming
+# WEBHOOK_BATCH at a time; it starts no new attempt after WEBHOOK_DRAIN_BUDGET seconds and
+# leaves the rest to the next drain, so that busy endpoints take turns with the sagas.
+WEBHOOK_BATCH = env_int("WEBHOOK_BATCH", 50)
+WEBHOOK_DRAIN_BUDGET = float(env("WEBHOOK_DRAIN_BUDGET", "1"))
+# An endpoint gets at most about two drains per window of this many whole seconds: the first
+# event of a window is sent at once, the ones after it together at the window's end (0: every
+# event wakes a drain at once).
+WEBHOOK_BATCH_WINDOW = env_int("WEBHOOK_BATCH_WINDOW", 1)
 WEBHOOK_DEFER = float(env("WEBHOOK_DEFER", "0.5"))
 # Circuit per endpoint: after this many failed attempts in a row its deliveries wait
 # `cool_down` seconds (without spending retries), then one probe at a time until one succeeds.

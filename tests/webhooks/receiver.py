@@ -1,6 +1,9 @@
 """A real HTTP receiver for the tests, in a thread of the test process: it records every request
 (headers, body, time) and answers as told, request after request: a status code, "slow" (answers
-nothing until the sender gives up), or, once stopped, nothing at all (connection refused)."""
+nothing until the sender gives up), or, once stopped, nothing at all (connection refused).
+With `keep_alive`, it speaks HTTP/1.1 and keeps connections open between requests (as most web
+servers do); with `close_after_answer` too, it closes each one after its answer without saying
+so (as a server does on an idle timeout)."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ class Received:
     body: bytes
     at: float  # time.time()
     answered: Any
+    client_port: int = 0  # the sender's end of the connection
 
     @property
     def json(self) -> dict[str, Any]:
@@ -31,30 +35,44 @@ class Receiver:
     plan: list[Any] = field(default_factory=list)
     then: Any = 200
     slow_seconds: float = 6.0
+    keep_alive: bool = False
+    close_after_answer: bool = False
     received: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if receiver.keep_alive else "HTTP/1.0"
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 with receiver._lock:
                     n = len(receiver.received)
                     answer = receiver.plan[n] if n < len(receiver.plan) else receiver.then
                     receiver.received.append(
-                        Received(dict(self.headers.items()), body, time.time(), answer)
+                        Received(
+                            dict(self.headers.items()),
+                            body,
+                            time.time(),
+                            answer,
+                            self.client_address[1],
+                        )
                     )
                 if answer == "slow":
                     time.sleep(receiver.slow_seconds)
                     answer = 200
+                text = f"answered {answer}".encode()
                 try:
                     self.send_response(answer)
                     self.send_header("content-type", "text/plain")
+                    self.send_header("content-length", str(len(text)))
                     self.end_headers()
-                    self.wfile.write(f"answered {answer}".encode())
+                    self.wfile.write(text)
                 except OSError:
                     pass  # the sender gave up first
+                if receiver.close_after_answer:
+                    self.close_connection = True
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -5,6 +5,8 @@ library, never with our own code."""
 from __future__ import annotations
 
 import socket
+import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -16,7 +18,7 @@ from bookings.api.serializers import BookingSerializer
 from bookings.models import Booking
 from bookings.services import booking_resolve
 from sagas.models import Saga
-from webhooks import services, signing
+from webhooks import services, signing, transport
 from webhooks.models import Attempt, Delivery, Endpoint, Event, Notice
 
 from ..factories import UserFactory
@@ -172,7 +174,7 @@ def test_signatures_verify_with_the_standard_webhooks_library(resource, receiver
     endpoint = endpoint_for(owner, receiver.url)
     book(resource, owner=owner)
     delivery = Delivery.objects.get()
-    assert services.deliver(delivery.pk) == "delivered"
+    assert services.drain(endpoint.pk) == {delivery.pk: "delivered"}
     [got] = receiver.received
     payload = verify(endpoint.secret, got)
     event = Event.objects.get()
@@ -193,7 +195,7 @@ def test_during_a_rotation_overlap_both_signatures_are_sent_and_verify(resource,
     new = endpoint.secret
     assert new != old and new.startswith("whsec_")
     book(resource, owner=owner)
-    services.deliver(Delivery.objects.get().pk)
+    services.drain(endpoint.pk)
     [got] = receiver.received
     assert len(got.headers["webhook-signature"].split(" ")) == 2
     assert verify(old, got) == verify(new, got)
@@ -202,7 +204,7 @@ def test_during_a_rotation_overlap_both_signatures_are_sent_and_verify(resource,
         previous_secret_expires_at=timezone.now() - timedelta(seconds=1)
     )
     book(resource, owner=owner, email="second@example.com")
-    services.deliver(Delivery.objects.order_by("-id").first().pk)
+    services.drain(endpoint.pk)
     second = receiver.received[1]
     assert len(second.headers["webhook-signature"].split(" ")) == 1
     verify(new, second)
@@ -235,10 +237,10 @@ def test_forbidden_addresses_are_refused_at_delivery_too(resource, settings, url
     is not: each attempt checks again."""
     owner = UserFactory()
     settings.WEBHOOK_ALLOWED_NETWORKS = ["0.0.0.0/0", "::/0"]
-    endpoint_for(owner, url)
+    endpoint = endpoint_for(owner, url)
     settings.WEBHOOK_ALLOWED_NETWORKS = []
     book(resource, owner=owner)
-    assert services.deliver(Delivery.objects.get().pk) == "retry in 1 s"
+    assert services.drain(endpoint.pk) == {Delivery.objects.get().pk: "retry in 1 s"}
     attempt = Attempt.objects.get()
     assert attempt.status == "failed" and attempt.response_status is None
     assert attempt.error.startswith("refused: ") and why in attempt.error
@@ -259,13 +261,20 @@ def test_a_name_that_resolves_to_a_private_address_at_delivery_is_refused(
 
     monkeypatch.setattr(socket, "getaddrinfo", resolver)
     owner = UserFactory()
-    endpoint_for(owner, "https://hooks.example.com/hook")
+    endpoint = endpoint_for(owner, "https://hooks.example.com/hook")
     book(resource, owner=owner)
-    services.deliver(Delivery.objects.get().pk)
+    services.drain(endpoint.pk)
     assert Attempt.objects.get().error == "refused: 10.0.0.7 is in a private range."
 
 
 # --- attempts, retries, circuit, disabling -------------------------------------------------
+
+
+def due_now(*deliveries: Delivery) -> None:
+    """Make the deliveries' next attempts due now (the tests do not wait for the schedule)."""
+    Delivery.objects.filter(pk__in=[d.pk for d in deliveries]).update(
+        next_attempt_at=timezone.now()
+    )
 
 
 def test_every_attempt_is_recorded_and_retried_on_the_schedule_with_the_same_id(
@@ -274,16 +283,16 @@ def test_every_attempt_is_recorded_and_retried_on_the_schedule_with_the_same_id(
     settings.WEBHOOK_RETRY_SCHEDULE = [5, 10]
     receiver.plan = [500, 503]
     owner = UserFactory()
-    endpoint_for(owner, receiver.url)
+    endpoint = endpoint_for(owner, receiver.url)
     book(resource, owner=owner)
     delivery = Delivery.objects.get()
-    assert services.deliver(delivery.pk) == "retry in 5 s"
-    assert services.deliver(delivery.pk) == "early"  # not due yet: nothing sent
-    Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
-    assert services.deliver(delivery.pk) == "retry in 10 s"
-    Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
-    assert services.deliver(delivery.pk) == "delivered"
-    assert services.deliver(delivery.pk) == "done"  # a duplicate message: nothing sent
+    assert services.drain(endpoint.pk) == {delivery.pk: "retry in 5 s"}
+    assert services.drain(endpoint.pk) == {}  # not due yet: nothing sent
+    due_now(delivery)
+    assert services.drain(endpoint.pk) == {delivery.pk: "retry in 10 s"}
+    due_now(delivery)
+    assert services.drain(endpoint.pk) == {delivery.pk: "delivered"}
+    assert services.drain(endpoint.pk) == {}  # a duplicate wake: nothing sent
     attempts = list(Attempt.objects.values_list("number", "status", "response_status"))
     assert attempts == [(1, "failed", 500), (2, "failed", 503), (3, "succeeded", 200)]
     assert Attempt.objects.first().response_body == "answered 500"
@@ -295,15 +304,120 @@ def test_every_attempt_is_recorded_and_retried_on_the_schedule_with_the_same_id(
 def test_a_delivery_gives_up_after_the_last_retry(resource, settings):
     settings.WEBHOOK_RETRY_SCHEDULE = [1]
     owner = UserFactory()
-    endpoint_for(owner, "http://127.0.0.1:9/hook")  # the discard port: refused
+    endpoint = endpoint_for(owner, "http://127.0.0.1:9/hook")  # the discard port: refused
     book(resource, owner=owner)
     delivery = Delivery.objects.get()
-    assert services.deliver(delivery.pk) == "retry in 1 s"
-    Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
-    assert services.deliver(delivery.pk) == "failed"
+    assert services.drain(endpoint.pk) == {delivery.pk: "retry in 1 s"}
+    due_now(delivery)
+    assert services.drain(endpoint.pk) == {delivery.pk: "failed"}
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == ("failed", 2)
     assert delivery.last_error == "connection refused"
+
+
+def test_a_drain_sends_an_endpoints_deliveries_in_order_over_one_connection(resource):
+    receiver = Receiver(keep_alive=True)
+    try:
+        owner = UserFactory()
+        endpoint = endpoint_for(owner, receiver.url)
+        for i in range(3):
+            book(resource, owner=owner, email=f"g{i}@example.com")
+        deliveries = list(Delivery.objects.order_by("id"))
+        assert services.drain(endpoint.pk) == {d.pk: "delivered" for d in deliveries}
+    finally:
+        receiver.stop()
+    assert [r.headers["webhook-id"] for r in receiver.received] == [
+        str(d.event_id) for d in deliveries
+    ]
+    assert len({r.client_port for r in receiver.received}) == 1  # one kept-alive connection
+    assert Attempt.objects.filter(status="succeeded").count() == 3
+
+
+def test_a_kept_alive_connection_the_receiver_closed_is_replaced_without_losing_the_request():
+    receiver = Receiver(keep_alive=True, close_after_answer=True)
+    sender = transport.Sender(receiver.url, connect_timeout=1, timeout=2)
+    try:
+        first = sender.post({"webhook-id": "a"}, b"{}")
+        # Headers and body leave in two writes: without TCP_NODELAY, Nagle's algorithm would
+        # hold the body of each request after the first until the receiver's delayed ACK.
+        assert sender.conn is not None and sender.conn.sock.getsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY
+        )
+        time.sleep(0.2)  # the receiver has closed its end by now, without saying so
+        second = sender.post({"webhook-id": "b"}, b"{}")
+    finally:
+        sender.close()
+        receiver.stop()
+    assert (first.status, second.status) == (200, 200)
+    assert [r.headers["webhook-id"] for r in receiver.received] == ["a", "b"]
+    assert receiver.received[0].client_port != receiver.received[1].client_port
+
+
+def test_a_busy_endpoint_is_woken_at_once_then_once_at_the_end_of_the_window(settings, monkeypatch):
+    settings.WEBHOOK_BATCH_WINDOW = 1
+    published: list[tuple[str, float, bool]] = []
+    monkeypatch.setattr(
+        services,
+        "_publish",
+        lambda endpoint_id, delay=0.0, *, trailing=False: published.append(
+            (endpoint_id, delay, trailing)
+        ),
+    )
+    endpoint, other = str(uuid.uuid4()), str(uuid.uuid4())
+    services.wake([endpoint])  # the first event of the window: at once
+    services.wake([endpoint, endpoint])  # the next ones: one drain at the window's end
+    services.wake([endpoint, other])
+    assert published == [(endpoint, 0.0, False), (endpoint, 1, True), (other, 0.0, False)]
+    # The trailing drain starts: an event committed from now on needs a drain of its own.
+    services.drain(endpoint, trailing=True)
+    services.wake([endpoint])
+    services.wake([endpoint])
+    assert published[3:] == [(endpoint, 1, True)]
+    services.drain(endpoint, trailing=True)
+    time.sleep(1.1)  # a quiet second later: at once again
+    services.wake([endpoint])
+    assert published[4:] == [(endpoint, 0.0, False)]
+
+
+def test_a_drain_out_of_budget_leaves_the_rest_due_for_the_next_one(
+    resource, receiver, settings, django_capture_on_commit_callbacks
+):
+    settings.WEBHOOK_DRAIN_BUDGET = 0  # one attempt, then the next drain
+    owner = UserFactory()
+    endpoint = endpoint_for(owner, receiver.url)
+    for i in range(3):
+        book(resource, owner=owner, email=f"g{i}@example.com")
+    first, *rest = Delivery.objects.order_by("id")
+    with django_capture_on_commit_callbacks() as woken:
+        assert services.drain(endpoint.pk) == {first.pk: "delivered"}
+    assert len(woken) == 1  # the next drain is on its way
+    for delivery in rest:
+        delivery.refresh_from_db()
+        assert (delivery.status, delivery.attempts) == ("pending", 0)
+        assert delivery.next_attempt_at <= timezone.now()  # due: not held by the drain
+    with django_capture_on_commit_callbacks():
+        assert services.drain(endpoint.pk) == {rest[0].pk: "delivered"}
+    assert len(receiver.received) == 2
+
+
+def test_a_drain_that_lost_its_claim_records_nothing(resource, receiver, monkeypatch):
+    """Past its lease another drain may hold the deliveries: this one writes no outcome (the
+    other sends them again, with the same webhook-id)."""
+    owner = UserFactory()
+    endpoint = endpoint_for(owner, receiver.url)
+    book(resource, owner=owner)
+    delivery = Delivery.objects.get()
+    post = transport.Sender.post
+
+    def slow_post(self, headers, body):  # meanwhile, the lease ran out and another drain took it
+        Delivery.objects.filter(pk=delivery.pk).update(dispatched_at=timezone.now())
+        return post(self, headers, body)
+
+    monkeypatch.setattr(transport.Sender, "post", slow_post)
+    assert services.drain(endpoint.pk) == {}
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("pending", 0)
+    assert not Attempt.objects.exists() and len(receiver.received) == 1
 
 
 def test_the_circuit_opens_after_failures_in_a_row_and_defers_without_spending_retries(
@@ -315,30 +429,38 @@ def test_the_circuit_opens_after_failures_in_a_row_and_defers_without_spending_r
     for i in range(3):
         book(resource, owner=owner, email=f"g{i}@example.com")
     first, second, third = Delivery.objects.order_by("id")
-    services.deliver(first.pk)
-    services.deliver(second.pk)
+    assert services.drain(endpoint.pk) == {
+        first.pk: "retry in 1 s",
+        second.pk: "retry in 1 s",
+        third.pk: "deferred",  # the circuit opened: not attempted
+    }
     endpoint.refresh_from_db()
     assert endpoint.consecutive_failures == 2 and endpoint.circuit_open_until is not None
-    assert services.deliver(third.pk) == "deferred"
     third.refresh_from_db()
     assert third.attempts == 0 and third.next_attempt_at >= endpoint.circuit_open_until
     assert not Attempt.objects.filter(delivery=third).exists()
+    due_now(first, second, third)
+    assert services.drain(endpoint.pk) == dict.fromkeys([first.pk, second.pk, third.pk], "deferred")
+    assert Attempt.objects.count() == 2
 
 
-def test_an_endpoint_at_its_concurrency_limit_defers_the_next_attempt(resource, settings, receiver):
+def test_an_endpoint_at_its_concurrency_limit_defers_the_next_drain(
+    resource, settings, receiver, django_capture_on_commit_callbacks
+):
     settings.WEBHOOK_ENDPOINT_CONCURRENCY = 1
     owner = UserFactory()
     endpoint = endpoint_for(owner, receiver.url)
     book(resource, owner=owner)
     delivery = Delivery.objects.get()
-    with services.endpoint_slot(endpoint, 1) as free:  # an attempt in flight in another worker
+    with services.endpoint_slot(endpoint, 1) as free:  # a drain running in another worker
         assert free
-        assert services.deliver(delivery.pk) == "deferred"
+        with django_capture_on_commit_callbacks() as woken:
+            assert services.drain(endpoint.pk) == {}
+    assert len(woken) == 1  # another drain, WEBHOOK_DEFER seconds later
     delivery.refresh_from_db()
-    assert delivery.attempts == 0 and delivery.next_attempt_at > timezone.now()
+    assert delivery.attempts == 0 and delivery.status == "pending"
     assert not Attempt.objects.exists() and receiver.received == []
-    Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
-    assert services.deliver(delivery.pk) == "delivered"  # the slot was given back
+    assert services.drain(endpoint.pk) == {delivery.pk: "delivered"}  # the slot was given back
 
 
 def test_an_endpoint_failing_for_days_is_disabled_and_its_owner_and_operators_are_told(
@@ -350,10 +472,11 @@ def test_an_endpoint_failing_for_days_is_disabled_and_its_owner_and_operators_ar
     Endpoint.objects.filter(pk=endpoint.pk).update(
         failing_since=timezone.now() - timedelta(seconds=settings.WEBHOOK_DISABLE_AFTER + 1),
         consecutive_failures=40,
+        circuit_open_until=timezone.now() - timedelta(seconds=1),  # half open: one probe
     )
     book(resource, owner=owner)
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.deliver(Delivery.objects.get().pk) == "failed"
+        assert services.drain(endpoint.pk) == {Delivery.objects.get().pk: "failed"}
     endpoint.refresh_from_db()
     assert not endpoint.enabled and "every attempt failed for 5.0 days" in endpoint.disabled_reason
     notice = Notice.objects.get(kind="endpoint_disabled")
@@ -365,23 +488,29 @@ def test_a_delivery_with_no_outcome_is_sent_again_by_the_sweeper_but_not_forever
     resource, receiver, settings, django_capture_on_commit_callbacks
 ):
     owner = UserFactory()
-    endpoint_for(owner, receiver.url)
-    book(resource, owner=owner)
-    book(resource, owner=owner, email="poison@example.com")
-    lost, poison = Delivery.objects.order_by("id")
+    endpoint = endpoint_for(owner, receiver.url)
+    for email in ("lost@example.com", "poison@example.com", "unwoken@example.com"):
+        book(resource, owner=owner, email=email)
+    lost, poison, unwoken = Delivery.objects.order_by("id")
     long_ago = timezone.now() - timedelta(minutes=5)
-    # Sent five minutes ago and no outcome since: lost, or its worker died mid-attempt.
-    Delivery.objects.update(dispatched_at=long_ago)
+    lease_end = long_ago + timedelta(seconds=services.drain_lease())
+    # Taken by a drain five minutes ago and no outcome since: its worker died mid-attempt.
+    Delivery.objects.filter(pk__in=[lost.pk, poison.pk]).update(
+        dispatched_at=long_ago, next_attempt_at=lease_end
+    )
     Delivery.objects.filter(pk=poison.pk).update(redispatches=settings.WEBHOOK_MAX_DISPATCHES)
-    with django_capture_on_commit_callbacks() as sent:
-        assert services.sweep() == 1
-    assert len(sent) == 1
-    lost.refresh_from_db()
-    poison.refresh_from_db()
+    # Its drain was asked for five minutes ago and never came (a lost message).
+    Delivery.objects.filter(pk=unwoken.pk).update(dispatched_at=long_ago)
+    with django_capture_on_commit_callbacks() as woken:
+        assert services.sweep() == 2
+    assert len(woken) == 1  # one drain for their endpoint
+    for delivery in (lost, poison, unwoken):
+        delivery.refresh_from_db()
     assert lost.redispatches == 1 and "no outcome" in lost.last_error
+    assert unwoken.redispatches == 0  # never taken: not a death
     assert poison.status == "failed" and "without an outcome" in poison.last_error
-    assert services.deliver(lost.pk) == "delivered"
-    assert list(Attempt.objects.values_list("number", "status")) == [(1, "succeeded")]
+    assert services.drain(endpoint.pk) == {lost.pk: "delivered", unwoken.pk: "delivered"}
+    assert list(Attempt.objects.values_list("number", "status")) == [(1, "succeeded")] * 2
     with django_capture_on_commit_callbacks() as again:
         assert services.sweep() == 0
     assert again == []
@@ -389,14 +518,14 @@ def test_a_delivery_with_no_outcome_is_sent_again_by_the_sweeper_but_not_forever
 
 def test_redeliver_sends_again_with_a_fresh_budget_and_records_who_and_why(resource, receiver):
     owner = UserFactory()
-    endpoint_for(owner, receiver.url)
+    endpoint = endpoint_for(owner, receiver.url)
     book(resource, owner=owner)
     delivery = Delivery.objects.get()
-    services.deliver(delivery.pk)
+    services.drain(endpoint.pk)
     with pytest.raises(services.WebhookError):
         services.redeliver(deliveries=[delivery], actor="op", reason=" ")
     assert services.redeliver(deliveries=[delivery], actor="op", reason="client lost it") == 1
-    assert services.deliver(delivery.pk) == "delivered"
+    assert services.drain(endpoint.pk) == {delivery.pk: "delivered"}
     assert [r.headers["webhook-id"] for r in receiver.received] == [str(delivery.event_id)] * 2
     notice = Notice.objects.get(kind="redelivered")
     assert notice.actor == "op" and "client lost it" in notice.message
@@ -404,13 +533,17 @@ def test_redeliver_sends_again_with_a_fresh_budget_and_records_who_and_why(resou
 
 def test_a_later_event_of_a_booking_waits_for_the_earlier_ones_first_attempt(resource, receiver):
     owner = UserFactory()
-    endpoint_for(owner, receiver.url)
+    endpoint = endpoint_for(owner, receiver.url)
     booking = book(resource, owner=owner)
     drive(booking.saga_id)
     created, completed = Delivery.objects.order_by("event__sequence")
     assert completed.event.type == "booking.completed"
-    assert services.deliver(completed.pk) == "deferred"
-    assert services.deliver(created.pk) == "delivered"
-    Delivery.objects.filter(pk=completed.pk).update(next_attempt_at=timezone.now())
-    assert services.deliver(completed.pk) == "delivered"
+    # The earlier event is held by another drain (or deferred): the later one waits for it.
+    Delivery.objects.filter(pk=created.pk).update(
+        next_attempt_at=timezone.now() + timedelta(seconds=30)
+    )
+    assert services.drain(endpoint.pk) == {}
+    assert receiver.received == []
+    due_now(created)
+    assert services.drain(endpoint.pk) == {created.pk: "delivered", completed.pk: "delivered"}
     assert [r.json["sequence"] for r in receiver.received] == [1, 2]
