@@ -5,13 +5,14 @@ library, never with our own code."""
 from __future__ import annotations
 
 import socket
+import threading
 import time
 import uuid
 from datetime import timedelta
 
 import pytest
 import standardwebhooks
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from bookings.api.serializers import BookingSerializer
@@ -547,3 +548,49 @@ def test_a_later_event_of_a_booking_waits_for_the_earlier_ones_first_attempt(res
     due_now(created)
     assert services.drain(endpoint.pk) == {created.pk: "delivered", completed.pk: "delivered"}
     assert [r.json["sequence"] for r in receiver.received] == [1, 2]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_drains_of_one_endpoint_running_at_once_send_each_delivery_once(settings):
+    """Each drain claims what it sends: two drains at the same moment (two workers) share the
+    deliveries between them, and no delivery goes out twice."""
+    settings.WEBHOOK_ENDPOINT_CONCURRENCY = 2
+    settings.WEBHOOK_BATCH = 5
+    receiver = Receiver(keep_alive=True)
+    owner = UserFactory()
+    endpoint = endpoint_for(owner, receiver.url)
+    for number in range(30):
+        rows = services.outbox(
+            owner_id=owner.pk,
+            type="booking.created",
+            subject_id=f"BK-{number}",
+            sequence=1,
+            data={"number": number},
+        )
+        with transaction.atomic():
+            for row in rows:
+                row.save()
+    start = threading.Barrier(2)
+    outcomes: list[dict[int, str]] = []
+
+    def drain() -> None:
+        start.wait()
+        try:
+            outcomes.append(services.drain(endpoint.pk))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=drain) for _ in range(2)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        receiver.stop()
+    ids = [r.headers["webhook-id"] for r in receiver.received]
+    assert len(ids) == len(set(ids)) == 30  # each event sent, once
+    first, second = outcomes
+    assert not set(first) & set(second) and len(first) + len(second) == 30
+    assert Attempt.objects.count() == 30
+    assert Delivery.objects.filter(status="succeeded", attempts=1).count() == 30
