@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 from django.db.backends.postgresql import base
+from psycopg_pool import ConnectionPool
 
 
 def usable(conn: psycopg.Connection) -> bool:
@@ -35,7 +36,7 @@ def usable(conn: psycopg.Connection) -> bool:
     if not readable:
         return True
     try:
-        conn.execute("")  # in autocommit: Django turns it off, if it must, after this
+        ConnectionPool.check_connection(conn)  # psycopg_pool's own check: an empty query
     except psycopg.Error:
         return False
     return True
