@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -229,18 +230,19 @@ def drain_lease() -> float:
 
 
 def wake(endpoint_ids: Iterable[Any]) -> None:
-    """Have each endpoint's due deliveries sent (their rows are committed). The first event of
-    a window of WEBHOOK_BATCH_WINDOW seconds wakes a drain at once; the next one wakes a
-    drain at the window's end, which takes every event that came meanwhile; the others wake
-    nothing more. So a quiet endpoint gets each event at once, and a busy one gets them in
-    batches, with at most about two drains per window (and one round trip to the coordination
-    cache per event)."""
+    """Have each endpoint's due deliveries sent (their rows are committed). An endpoint's first
+    event in a second wakes a drain at once. An event that follows it within the second wakes a
+    drain WEBHOOK_BATCH_WINDOW seconds later, which takes every event that came meanwhile; the
+    events before that drain starts wake nothing more. So a quiet endpoint gets each event at
+    once, and a busy one gets them in batches (one round trip to the coordination cache per
+    event)."""
     store = coordination_cache()
     window = settings.WEBHOOK_BATCH_WINDOW
     for endpoint_id in sorted(set(endpoint_ids)):
         try:
             if window and store.add(_trailing_key(endpoint_id), 1, timeout=drain_lease()):
-                if not store.add(_window_key(endpoint_id), 1, timeout=window):
+                # The cache keeps keys for whole seconds.
+                if not store.add(_window_key(endpoint_id), 1, timeout=math.ceil(window)):
                     # A drain came in this window: this one runs at its end.
                     _publish(endpoint_id, window, trailing=True)
                     continue

@@ -539,10 +539,10 @@ WEBHOOK_ENDPOINT_CONCURRENCY = env_int("WEBHOOK_ENDPOINT_CONCURRENCY", 2)
 # leaves the rest to the next drain, so that busy endpoints take turns with the sagas.
 WEBHOOK_BATCH = env_int("WEBHOOK_BATCH", 50)
 WEBHOOK_DRAIN_BUDGET = float(env("WEBHOOK_DRAIN_BUDGET", "1"))
-# An endpoint gets at most about two drains per window of this many whole seconds: the first
-# event of a window is sent at once, the ones after it together at the window's end (0: every
-# event wakes a drain at once).
-WEBHOOK_BATCH_WINDOW = env_int("WEBHOOK_BATCH_WINDOW", 1)
+# An endpoint's first event in a second is sent at once; the events that follow it within the
+# second go together, in one drain this many seconds later (0: every event wakes a drain at
+# once). Larger: fewer drains on a busy endpoint, later deliveries.
+WEBHOOK_BATCH_WINDOW = float(env("WEBHOOK_BATCH_WINDOW", "1"))
 WEBHOOK_DEFER = float(env("WEBHOOK_DEFER", "0.5"))
 # Circuit per endpoint: after this many failed attempts in a row its deliveries wait
 # `cool_down` seconds (without spending retries), then one probe at a time until one succeeds.
