@@ -1,8 +1,8 @@
 """Which URLs a webhook may be sent to (SSRF): https only in production, and never an address on
 loopback, link-local, private, shared or reserved ranges. A URL is checked when it is saved and
-again, against the addresses its host resolves to, before each attempt (a name that resolved to a
-public address yesterday may resolve to 10.0.0.1 today: DNS rebinding). The attempt then
-connects to the address that was checked, never resolving the name a second time."""
+again, against the addresses its host resolves to, when a drain starts sending to it (a name that
+resolved to a public address yesterday may resolve to 10.0.0.1 today: DNS rebinding). The
+drain's attempts then connect to the address that was checked, never resolving the name again."""
 
 from __future__ import annotations
 

@@ -251,6 +251,8 @@ def wake(endpoint_ids: Iterable[Any]) -> None:
                 continue  # a drain at the window's end is on its way
         except Exception:  # the coordination cache is down: wake at once
             log.warning("endpoint %s: no window (coordination cache)", endpoint_id, exc_info=True)
+            with suppress(Exception):  # a trailing key left here would hold back the next wakes
+                store.delete(_trailing_key(endpoint_id))
         _publish(endpoint_id)
 
 
@@ -324,7 +326,7 @@ def drain(endpoint_id: Any, *, trailing: bool = False) -> dict[int, str]:
     wait = _circuit_wait(endpoint, moment)
     if wait:  # the due deliveries wait for the circuit, without spending attempts
         ids = list(due.values_list("pk", flat=True))
-        _postpone(endpoint, ids, moment + timedelta(seconds=wait), moment)
+        _postpone(endpoint, due.filter(pk__in=ids), moment + timedelta(seconds=wait), moment)
         return dict.fromkeys(ids, "deferred")
     outcomes: dict[int, str] = {}
     threshold = settings.WEBHOOK_CIRCUIT["failure_threshold"]
@@ -342,14 +344,19 @@ def drain(endpoint_id: Any, *, trailing: bool = False) -> dict[int, str]:
         try:
             while True:
                 half_open = endpoint.consecutive_failures >= threshold
-                batch, claimed_at = _claim(endpoint, 1 if half_open else settings.WEBHOOK_BATCH)
+                size = 1 if half_open else settings.WEBHOOK_BATCH
+                batch, claimed_at, gave_back = _claim(endpoint, size)
                 if not batch:
+                    if due.exists():
+                        # Due, but behind an earlier event of their booking that another drain
+                        # holds: once that one's attempt is made, they may go.
+                        _publish_on_commit(endpoint.pk, settings.WEBHOOK_DEFER)
                     return outcomes
                 sent = _send(sender, endpoint, batch, started)
                 outcomes |= _record(endpoint, sent, batch[len(sent) :], claimed_at)
                 if not endpoint.enabled or _circuit_wait(endpoint, now()):
                     return outcomes
-                if len(sent) == len(batch) < settings.WEBHOOK_BATCH and not half_open:
+                if len(sent) == len(batch) < size and not gave_back:
                     return outcomes  # all that was due; a later one wakes another drain
                 if time.monotonic() - started >= settings.WEBHOOK_DRAIN_BUDGET:
                     break
@@ -359,12 +366,12 @@ def drain(endpoint_id: Any, *, trailing: bool = False) -> dict[int, str]:
     return outcomes
 
 
-def _claim(endpoint: Endpoint, size: int) -> tuple[list[Delivery], datetime]:
+def _claim(endpoint: Endpoint, size: int) -> tuple[list[Delivery], datetime, bool]:
     """Up to `size` of the endpoint's due deliveries, oldest first, with their events, held
     for this drain until its lease runs out. A delivery waits while an earlier event of its
     subject to this endpoint has not made its first attempt (events arrive in order while the
     receiver answers; after a failure a later event may overtake a retried one: receivers
-    order by `sequence`)."""
+    order by `sequence`). Also returns whether it gave some back (see below)."""
     moment = now()
     lease_end = moment + timedelta(seconds=drain_lease())
     due = dict(endpoint_id=endpoint.pk, status=Delivery.Status.PENDING, next_attempt_at__lte=moment)
@@ -379,14 +386,22 @@ def _claim(endpoint: Endpoint, size: int) -> tuple[list[Delivery], datetime]:
     if not Delivery.objects.filter(pk__in=candidates, **due).update(
         next_attempt_at=lease_end, dispatched_at=moment, updated_at=moment
     ):
-        return [], moment
-    batch = Delivery.objects.select_related("event").filter(
+        return [], moment, False
+    held = Delivery.objects.filter(
         endpoint_id=endpoint.pk,
         status=Delivery.Status.PENDING,
         next_attempt_at=lease_end,
         dispatched_at=moment,
     )
-    return list(batch.order_by("pk")), moment
+    batch = list(held.select_related("event").order_by("pk"))
+    # A delivery whose drain died (it may be what kills its worker) goes alone: the others of
+    # its batch are not counted with it if it kills this drain too.
+    suspect = next((i for i, d in enumerate(batch) if d.redispatches), None)
+    if suspect is not None and len(batch) > 1:
+        keep = batch[: suspect or 1]
+        held.exclude(pk__in=[d.pk for d in keep]).update(next_attempt_at=moment)
+        return keep, moment, True
+    return batch, moment, False
 
 
 def _earlier_waiting(moment: datetime) -> QuerySet[Delivery]:
@@ -432,17 +447,17 @@ def _circuit_wait(endpoint: Endpoint, moment: datetime) -> float:
     return 0.0
 
 
-def _postpone(endpoint: Endpoint, ids: list[int], due: datetime, moment: datetime) -> None:
-    """Move the next attempt of deliveries `ids` to `due` without spending it; a drain is woken
+def _postpone(
+    endpoint: Endpoint, deliveries: QuerySet[Delivery], due: datetime, moment: datetime
+) -> None:
+    """Move the next attempt of `deliveries` to `due` without spending it; a drain is woken
     then (or the sweeper sends them, if that is too far ahead for a countdown)."""
-    if not ids:
-        return
     wait = (due - moment).total_seconds()
     countdown = wait <= settings.WEBHOOK_COUNTDOWN_MAX
-    Delivery.objects.filter(pk__in=ids, status=Delivery.Status.PENDING).update(
+    moved = deliveries.filter(status=Delivery.Status.PENDING).update(
         next_attempt_at=due, dispatched_at=due if countdown else None, updated_at=moment
     )
-    if countdown:
+    if moved and countdown:
         _publish_on_commit(endpoint.pk, wait)
 
 
@@ -453,15 +468,24 @@ def _record(
     claimed_at: datetime,
 ) -> dict[int, str]:
     """Write the attempts of a batch, each delivery's next state and the endpoint's health in
-    one transaction, if this drain still holds every delivery of the batch (else another drain
-    took them after the lease ran out: nothing is written, and they are sent again). The
-    deliveries claimed but not sent wait: until the circuit closes if it opened, else for the
-    next drain. `endpoint` is updated with its health as written."""
+    one transaction, for the deliveries this drain still holds (one taken meanwhile by another
+    drain, the sweeper or an operator is left alone, and goes out again with its webhook-id).
+    The deliveries claimed but not sent wait: until the circuit closes if it opened, else for
+    the next drain. `endpoint` is updated with its health as written."""
     moment = now()
     outcomes: dict[int, str] = {}
     mine = Delivery.objects.filter(status=Delivery.Status.PENDING, dispatched_at=claimed_at)
-    failing = any(not answer.ok for _, answer in sent)
     with transaction.atomic():
+        # The rows still held by this drain, locked until the outcomes are written; one that an
+        # operator or the sweeper moved meanwhile is left to whoever has it now (its attempt
+        # goes unrecorded, and the event out again with the same webhook-id).
+        still = set(
+            mine.filter(pk__in=[d.pk for d, _ in sent])
+            .select_for_update()
+            .values_list("pk", flat=True)
+        )
+        sent = [(d, answer) for d, answer in sent if d.pk in still]
+        failing = any(not answer.ok for _, answer in sent)
         health = endpoint
         if failing or endpoint.consecutive_failures or endpoint.failing_since:
             health = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
@@ -519,7 +543,7 @@ def _record(
         wait = _circuit_wait(endpoint, moment)
         held = [d.pk for d in unsent]
         if wait and held:
-            _postpone(endpoint, held, moment + timedelta(seconds=wait), moment)
+            _postpone(endpoint, mine.filter(pk__in=held), moment + timedelta(seconds=wait), moment)
             outcomes |= dict.fromkeys(held, "deferred")
         elif held:
             mine.filter(pk__in=held).update(next_attempt_at=moment, updated_at=moment)
@@ -609,18 +633,20 @@ def sweep(*, limit: int | None = None) -> int:
     died = {pk: count for pk, _, at, sent, count in due if sent is not None and at == sent + lease}
     poison = [pk for pk, count in died.items() if count >= settings.WEBHOOK_MAX_DISPATCHES]
     again = [(pk, endpoint_id) for pk, endpoint_id, *_ in due if pk not in poison]
+    # Only the rows still due: a drain may have taken one since it was read.
+    still_due = Delivery.objects.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=moment)
     with transaction.atomic():
-        Delivery.objects.filter(pk__in=poison, status=Delivery.Status.PENDING).update(
+        still_due.filter(pk__in=poison).update(
             status=Delivery.Status.FAILED,
             last_error="sent again and again without an outcome (its worker dies?)",
             updated_at=moment,
         )
-        Delivery.objects.filter(pk__in=[pk for pk, _ in again]).update(
-            dispatched_at=moment, updated_at=moment
-        )
-        Delivery.objects.filter(pk__in=[pk for pk, _ in again if pk in died]).update(
+        still_due.filter(pk__in=[pk for pk, _ in again if pk in died]).update(
             redispatches=F("redispatches") + 1,
             last_error="sent again: no outcome recorded after it was sent",
+        )
+        still_due.filter(pk__in=[pk for pk, _ in again]).update(
+            dispatched_at=moment, updated_at=moment
         )
         for endpoint_id in sorted({endpoint_id for _, endpoint_id in again}):
             _publish_on_commit(endpoint_id)

@@ -403,24 +403,26 @@ def test_a_drain_out_of_budget_leaves_the_rest_due_for_the_next_one(
     assert len(receiver.received) == 2
 
 
-def test_a_drain_that_lost_its_claim_records_nothing(resource, receiver, monkeypatch):
-    """Past its lease another drain may hold the deliveries: this one writes no outcome (the
-    other sends them again, with the same webhook-id)."""
+def test_a_drain_records_only_what_it_still_holds(resource, receiver, monkeypatch):
+    """A delivery taken from the drain meanwhile (past its lease, by another drain or the
+    sweeper) gets no outcome from it: the others of the batch are recorded."""
     owner = UserFactory()
     endpoint = endpoint_for(owner, receiver.url)
     book(resource, owner=owner)
-    delivery = Delivery.objects.get()
+    book(resource, owner=owner, email="second@example.com")
+    taken, kept = Delivery.objects.order_by("id")
     post = transport.Sender.post
 
-    def slow_post(self, headers, body):  # meanwhile, the lease ran out and another drain took it
-        Delivery.objects.filter(pk=delivery.pk).update(dispatched_at=timezone.now())
+    def post_while_taken(self, headers, body):
+        Delivery.objects.filter(pk=taken.pk).update(dispatched_at=timezone.now())
         return post(self, headers, body)
 
-    monkeypatch.setattr(transport.Sender, "post", slow_post)
-    assert services.drain(endpoint.pk) == {}
-    delivery.refresh_from_db()
-    assert (delivery.status, delivery.attempts) == ("pending", 0)
-    assert not Attempt.objects.exists() and len(receiver.received) == 1
+    monkeypatch.setattr(transport.Sender, "post", post_while_taken)
+    assert services.drain(endpoint.pk) == {kept.pk: "delivered"}
+    taken.refresh_from_db()
+    assert (taken.status, taken.attempts) == ("pending", 0)
+    assert list(Attempt.objects.values_list("delivery_id", flat=True)) == [kept.pk]
+    assert len(receiver.received) == 2
 
 
 def test_the_circuit_opens_after_failures_in_a_row_and_defers_without_spending_retries(
@@ -534,7 +536,9 @@ def test_redeliver_sends_again_with_a_fresh_budget_and_records_who_and_why(resou
     assert notice.actor == "op" and "client lost it" in notice.message
 
 
-def test_a_later_event_of_a_booking_waits_for_the_earlier_ones_first_attempt(resource, receiver):
+def test_a_later_event_of_a_booking_waits_for_the_earlier_ones_first_attempt(
+    resource, receiver, django_capture_on_commit_callbacks
+):
     owner = UserFactory()
     endpoint = endpoint_for(owner, receiver.url)
     booking = book(resource, owner=owner)
@@ -545,8 +549,10 @@ def test_a_later_event_of_a_booking_waits_for_the_earlier_ones_first_attempt(res
     Delivery.objects.filter(pk=created.pk).update(
         next_attempt_at=timezone.now() + timedelta(seconds=30)
     )
-    assert services.drain(endpoint.pk) == {}
+    with django_capture_on_commit_callbacks() as woken:
+        assert services.drain(endpoint.pk) == {}
     assert receiver.received == []
+    assert len(woken) == 1  # another look, WEBHOOK_DEFER seconds later
     due_now(created)
     assert services.drain(endpoint.pk) == {created.pk: "delivered", completed.pk: "delivered"}
     assert [r.json["sequence"] for r in receiver.received] == [1, 2]
@@ -596,3 +602,26 @@ def test_drains_of_one_endpoint_running_at_once_send_each_delivery_once(settings
     assert not set(first) & set(second) and len(first) + len(second) == 30
     assert Attempt.objects.count() == 30
     assert Delivery.objects.filter(status="succeeded", attempts=1).count() == 30
+
+
+def test_a_delivery_whose_drain_died_is_sent_alone(resource, receiver):
+    """It may be what kills the worker: the deliveries of its endpoint are not sent in its batch,
+    so that they are not counted with it if it kills this drain too."""
+    owner = UserFactory()
+    endpoint = endpoint_for(owner, receiver.url)
+    for i in range(4):
+        book(resource, owner=owner, email=f"g{i}@example.com")
+    first, suspect, *rest = Delivery.objects.order_by("id")
+    Delivery.objects.filter(pk=suspect.pk).update(redispatches=1)
+    claimed: list[list[int]] = []
+    real_send = services._send
+
+    def send(sender, endpoint, batch, started):
+        claimed.append([d.pk for d in batch])
+        return real_send(sender, endpoint, batch, started)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(services, "_send", send)
+        outcomes = services.drain(endpoint.pk)
+    assert claimed == [[first.pk], [suspect.pk], [d.pk for d in rest]]
+    assert outcomes == dict.fromkeys([first.pk, suspect.pk, *(d.pk for d in rest)], "delivered")
