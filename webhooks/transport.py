@@ -125,6 +125,9 @@ class Sender:
             chunks: list[bytes] = []
             size, ended = 0, False
             while size < READ_AT_MOST:
+                if response.isclosed():  # read to its end (Python 3.13 closes it there)
+                    ended = True
+                    break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError
