@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from bookings.providers.base import KINDS, ProviderUnavailable
-from bookings.providers.guard import coordination_cache
+from bookings.providers.guard import UNREACHABLE, coordination_cache
 
 
 def _key(provider: str) -> str:
@@ -32,8 +32,13 @@ def bring_up(provider: str) -> None:
 
 
 def down_until(provider: str) -> float | None:
-    """When the outage of `provider` ends, or None when it is up."""
-    until = coordination_cache().get(_key(provider))
+    """When the outage of `provider` ends, or None when it is up. A flag that cannot be read
+    (the coordination cache is restarting) is no outage: a real provider does not depend on
+    our cache."""
+    try:
+        until = coordination_cache().get(_key(provider))
+    except UNREACHABLE:
+        return None
     return until if until and until > time.time() else None
 
 

@@ -27,6 +27,11 @@ circuit and a failed probe included: only a call that is not made is deferred fo
 engine also bounds how long deferrals may hold a step back (RetryPolicy.max_wait), so a saga
 whose calls keep failing reaches its end state whether other traffic closes the circuit or not.
 A permanent error (a declined card) is an answer, so it counts as a success of the provider.
+
+The coordination cache itself can be unreachable (Redis restarting). Before the call that means
+the guards cannot be read: the call is not made and the step is deferred, without spending a
+retry, like a call held back by an open circuit. After the call the provider's answer stands and
+only the breaker's bookkeeping of it is lost (logged).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, wraps
 from typing import Any
@@ -42,6 +48,8 @@ from django.conf import settings
 from django.core.cache.backends.base import BaseCache
 from django.utils.module_loading import import_string
 from prometheus_client import Counter
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sagas.definition import SideEffect, StepContext
 from sagas.errors import Deferral, PermanentError, TransientError
@@ -58,9 +66,16 @@ CIRCUIT_TRANSITIONS = Counter(
 CALLS_DEFERRED = Counter(
     "booking_provider_calls_deferred",
     "Provider calls not attempted and deferred, by provider and cause (circuit_open, "
-    "rate_limited).",
+    "rate_limited, coordination_unavailable).",
     ["provider", "cause"],
 )
+
+
+# What the coordination cache raises when it cannot be reached: redis-py's errors (Redis), OSError
+# (the file cache's directory).
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# How long a call waits when the guards could not be read (a Redis restart takes seconds).
+UNREACHABLE_DELAY = 5.0
 
 
 @cache
@@ -313,22 +328,38 @@ def guarded(provider: str, side_effect: SideEffect) -> SideEffect:
 
     @wraps(side_effect)
     def run(ctx: StepContext) -> dict[str, Any] | None:
-        limiter = rate_limiter(provider)
-        if limiter is not None:
-            limiter.acquire()
-        breaker = circuit(provider)
-        admission = breaker.before_call(ctx.idempotency_key)
+        try:
+            limiter = rate_limiter(provider)
+            if limiter is not None:
+                limiter.acquire()
+            breaker = circuit(provider)
+            admission = breaker.before_call(ctx.idempotency_key)
+        except UNREACHABLE as exc:
+            CALLS_DEFERRED.labels(provider, "coordination_unavailable").inc()
+            raise Deferral(
+                f"{provider}: call not made, the coordination cache is unreachable ({exc})",
+                delay=UNREACHABLE_DELAY,
+                code="coordination_unavailable",
+            ) from exc
         try:
             result = side_effect(ctx)
         except TransientError:
             # The call was made and failed: it spends its attempt like any failure, even when
             # it opens the circuit (or was the probe that found it still failing).
-            breaker.failed(ctx.idempotency_key, admission)
+            _bookkeep(provider, breaker.failed, ctx.idempotency_key, admission)
             raise
         except PermanentError:
-            breaker.succeeded(admission)
+            _bookkeep(provider, breaker.succeeded, admission)
             raise
-        breaker.succeeded(admission)
+        _bookkeep(provider, breaker.succeeded, admission)
         return result
 
     return run
+
+
+def _bookkeep(provider: str, record: Callable[..., object], *args: Any) -> None:
+    """Tell the breaker how a call went; the call's outcome stands if the cache is unreachable."""
+    try:
+        record(*args)
+    except UNREACHABLE:
+        log.warning("%s: the circuit breaker could not record a call's outcome", provider)

@@ -3,7 +3,9 @@ rate limit, sandbox outage switch."""
 
 from __future__ import annotations
 
+import shutil
 import time
+from collections.abc import Iterator
 
 import pytest
 from django.core.management import call_command
@@ -17,6 +19,7 @@ from bookings.providers.guard import (
     guarded,
     parse_rate,
 )
+from devtools.harness import RedisServer
 from sagas.definition import StepContext
 from sagas.errors import Deferral, PermanentError, TransientError
 from sandbox import outage
@@ -271,3 +274,64 @@ def test_a_success_forgets_the_failures_read_with_the_state(settings):
     assert circuit("payments").status().is_open
     with pytest.raises(Deferral):
         step(ctx("k7"))
+
+
+@pytest.fixture
+def coordination_redis(settings) -> Iterator[RedisServer]:
+    """The coordination cache on a throwaway `redis-server` that a test may stop."""
+    if not shutil.which("redis-server"):
+        pytest.skip("no redis-server to run")
+    with RedisServer() as server:
+        settings.COORDINATION_CACHE = {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": server.url(2),
+        }
+        coordination_cache.cache_clear()
+        try:
+            yield server
+        finally:
+            coordination_cache.cache_clear()
+
+
+def test_with_the_coordination_cache_down_the_call_is_not_made_and_defers_for_free(
+    coordination_redis,
+):
+    calls = []
+    step = guarded("payments", lambda _ctx: calls.append(_ctx.idempotency_key) or {})
+    coordination_redis.stop()
+    with pytest.raises(Deferral) as deferred:
+        step(ctx("k1"))
+    assert deferred.value.code == "coordination_unavailable"
+    assert calls == []
+    coordination_redis.start()
+    assert step(ctx("k1")) == {}
+    assert calls == ["k1"]
+
+
+def test_a_call_made_keeps_its_outcome_when_the_coordination_cache_goes_down_during_it(
+    coordination_redis,
+):
+    def call(_ctx: StepContext) -> dict:
+        if _ctx.idempotency_key != "first":
+            coordination_redis.stop()  # the provider answers; the breaker cannot record it
+        if _ctx.idempotency_key in ("first", "timeout"):
+            raise TransientError("gateway timeout", code="gateway")
+        return {"reference": "auth_1"}
+
+    step = guarded("payments", call)
+    with pytest.raises(TransientError):  # a failure counted: the next success has to forget it
+        step(ctx("first"))
+    assert step(ctx("ok")) == {"reference": "auth_1"}
+    coordination_redis.start()
+    with pytest.raises(TransientError) as failed:
+        step(ctx("timeout"))
+    assert failed.value.code == "gateway"
+
+
+def test_an_unreadable_outage_flag_leaves_the_sandbox_up(coordination_redis):
+    outage.take_down("fraud", 30)
+    assert outage.down_until("fraud") is not None
+    coordination_redis.restart()  # the flag is gone with the cache's contents; and while down:
+    coordination_redis.stop()
+    assert outage.down_until("fraud") is None
+    outage.raise_if_down("fraud")
