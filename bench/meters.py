@@ -108,6 +108,8 @@ def _kind(proc: psutil.Process, me: int) -> str | None:
         return "worker"
     if "gunicorn" in cmd:
         return "web"
+    if "bench.receiver" in cmd:
+        return "receiver"  # the webhook receiver, a client's server: not the pipeline's
     return None
 
 

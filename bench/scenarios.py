@@ -369,41 +369,36 @@ def saga_fixed_rate() -> None:
 
 
 class Receiver:
-    """A webhook receiver on 127.0.0.1 in this process: it answers 204 and notes when each
-    event (its webhook-id) first arrived. It keeps connections open between requests (HTTP/1.1),
-    as the web servers receivers run on do."""
+    """The webhook receiver on 127.0.0.1 (bench/receiver.py, a process of its own, as a client's
+    server is): it answers 204 over kept-alive connections and notes when each event (its
+    webhook-id) arrived. Its CPU is reported apart ("receiver"), not as the pipeline's."""
 
     def __init__(self) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        import tempfile
 
-        arrivals: dict[str, float] = {}
-        lock = threading.Lock()
+        port = harness.free_port()
+        self.file = Path(tempfile.mkstemp(prefix="bench-arrivals-", suffix=".txt")[1])
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.receiver", str(port), str(self.file)],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "READY":
+            raise RuntimeError("the webhook receiver did not start")
+        self.url = f"http://127.0.0.1:{port}/hook"
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def do_POST(self) -> None:
-                now = time.time()
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with lock:
-                    arrivals.setdefault(self.headers.get("webhook-id", ""), now)
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        self.arrivals = arrivals
-        self.server = ThreadingHTTPServer(("127.0.0.1", harness.free_port()), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+    def arrivals(self) -> dict[str, float]:
+        """When each webhook-id first arrived (a retry or a redelivery arrives again)."""
+        first: dict[str, float] = {}
+        for line in self.file.read_text().splitlines():
+            hook_id, _, at = line.partition(" ")
+            first.setdefault(hook_id, float(at))
+        return first
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.file.unlink(missing_ok=True)
 
 
 def _clients(endpoint_url: str | None, count: int = 4) -> list:
@@ -436,9 +431,8 @@ def _deliveries_settled(receiver: Receiver):  # type: ignore[no-untyped-def]
             time.sleep(0.25)
         events = Event.objects.filter(created_at__gte=since, deliveries__isnull=False)
         created = {str(i): c.timestamp() for i, c in events.values_list("id", "created_at")}
-        latencies = [
-            (receiver.arrivals[i] - t) * 1000 for i, t in created.items() if i in receiver.arrivals
-        ]
+        arrivals = receiver.arrivals()
+        latencies = [(arrivals[i] - t) * 1000 for i, t in created.items() if i in arrivals]
         return {
             "events_delivered": len(latencies),
             "events_with_endpoint": len(created),
