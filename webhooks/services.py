@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -526,7 +526,7 @@ def _record(
                 delivery_id=delivery.pk,
                 number=delivery.attempts + 1,
                 status=Attempt.Status.SUCCEEDED if answer.ok else Attempt.Status.FAILED,
-                started_at=moment - timedelta(milliseconds=answer.duration_ms),
+                started_at=datetime.fromtimestamp(answer.started_at, tz=UTC),
                 duration_ms=answer.duration_ms,
                 response_status=answer.status,
                 response_body=answer.body,

@@ -25,6 +25,7 @@ class Answer:
     body: str
     error: str
     duration_ms: float
+    started_at: float  # when the attempt began (time.time())
 
     @property
     def ok(self) -> bool:
@@ -81,15 +82,15 @@ class Sender:
             self.refused = f"refused: {exc}"
 
     def post(self, headers: dict[str, str], body: bytes) -> Answer:
-        started = time.monotonic()
+        started, began = time.monotonic(), time.time()
         if self.refused:
-            return Answer(None, "", self.refused[:500], 0.0)
+            return Answer(None, "", self.refused[:500], 0.0, began)
         reused = self.conn is not None
-        answer = self._post(headers, body, started)
+        answer = self._post(headers, body, started, began)
         if reused and answer.status is None and answer.error.startswith(STALE):
             # The receiver closed the kept-alive connection before this request reached it
             # (an idle timeout): send it once more on a new connection.
-            answer = self._post(headers, body, started)
+            answer = self._post(headers, body, started, began)
         return answer
 
     def close(self) -> None:
@@ -97,9 +98,10 @@ class Sender:
             self.conn.close()
             self.conn = None
 
-    def _post(self, headers: dict[str, str], body: bytes, started: float) -> Answer:
+    def _post(self, headers: dict[str, str], body: bytes, started: float, began: float) -> Answer:
         def answer(status: int | None, text: str = "", error: str = "") -> Answer:
-            return Answer(status, text, error[:500], (time.monotonic() - started) * 1000)
+            duration_ms = (time.monotonic() - started) * 1000
+            return Answer(status, text, error[:500], duration_ms, began)
 
         deadline = started + self.timeout
         try:

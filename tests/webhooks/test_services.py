@@ -334,6 +334,25 @@ def test_a_drain_sends_an_endpoints_deliveries_in_order_over_one_connection(reso
     assert Attempt.objects.filter(status="succeeded").count() == 3
 
 
+def test_each_attempt_of_a_batch_records_when_it_was_made(resource):
+    receiver = Receiver(keep_alive=True, plan=["slow", "slow"], slow_seconds=0.3)
+    try:
+        owner = UserFactory()
+        endpoint = endpoint_for(owner, receiver.url)
+        for i in range(3):
+            book(resource, owner=owner, email=f"g{i}@example.com")
+        services.drain(endpoint.pk)
+    finally:
+        receiver.stop()
+    attempts = list(Attempt.objects.order_by("delivery_id"))
+    assert len(attempts) == len(receiver.received) == 3
+    for attempt, received in zip(attempts, receiver.received, strict=True):
+        # Made just before the receiver got it, not when the batch was recorded.
+        lag = received.at - attempt.started_at.timestamp()
+        assert 0 <= lag < 0.1, (attempt.number, lag)
+    assert [a.duration_ms >= 300 for a in attempts] == [True, True, False]
+
+
 def test_a_kept_alive_connection_the_receiver_closed_is_replaced_without_losing_the_request():
     receiver = Receiver(keep_alive=True, close_after_answer=True)
     sender = transport.Sender(receiver.url, connect_timeout=1, timeout=2)
