@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import math
 import socket
 import ssl
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from . import addresses
 
@@ -32,8 +34,33 @@ class Answer:
         return self.status is not None and 200 <= self.status < 300
 
 
+class _Deadline:
+    """A socket whose reads end at `deadline` (time.monotonic()) in all, not each read after
+    the socket's timeout: a receiver that drips its answer a byte at a time cannot hold a drain
+    past the attempt's timeout. http.client reads through the socket's recv_into."""
+
+    deadline = math.inf
+
+    def recv_into(self, *args: Any, **kwargs: Any) -> int:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no whole answer before the deadline")
+        self.settimeout(remaining)  # type: ignore[attr-defined]
+        return super().recv_into(*args, **kwargs)  # type: ignore[misc]
+
+
+class _DeadlineSocket(_Deadline, socket.socket):
+    pass
+
+
+class _DeadlineSSLSocket(_Deadline, ssl.SSLSocket):
+    pass
+
+
 def _connect(address: str, port: int, timeout: float | None) -> socket.socket:
-    sock = socket.create_connection((address, port), timeout)
+    raw = socket.create_connection((address, port), timeout)
+    sock = _DeadlineSocket(raw.family, raw.type, raw.proto, fileno=raw.detach())
+    sock.settimeout(timeout)
     # As http.client's own connect does: it sends a request's headers and body in two writes,
     # which Nagle's algorithm would hold until the receiver's delayed ACK (40 ms) on a kept-alive
     # connection.
@@ -62,7 +89,9 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
     def connect(self) -> None:
         raw = _connect(self.address, self.port, self.timeout)
-        self.sock = ssl.create_default_context().wrap_socket(raw, server_hostname=self.host)
+        context = ssl.create_default_context()
+        context.sslsocket_class = _DeadlineSSLSocket  # documented for a subclass of SSLSocket
+        self.sock = context.wrap_socket(raw, server_hostname=self.host)
 
 
 class Sender:
@@ -111,7 +140,8 @@ class Sender:
                 self.conn.connect()
             conn = self.conn
             sock = conn.sock  # http.client drops conn.sock once an answer says it closes
-            assert sock is not None
+            assert isinstance(sock, (_DeadlineSocket, _DeadlineSSLSocket))
+            sock.deadline = deadline
             sock.settimeout(max(0.01, deadline - time.monotonic()))
             conn.request(
                 "POST",

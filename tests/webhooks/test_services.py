@@ -4,7 +4,10 @@ library, never with our own code."""
 
 from __future__ import annotations
 
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
 import uuid
@@ -351,6 +354,64 @@ def test_each_attempt_of_a_batch_records_when_it_was_made(resource):
         lag = received.at - attempt.started_at.timestamp()
         assert 0 <= lag < 0.1, (attempt.number, lag)
     assert [a.duration_ms >= 300 for a in attempts] == [True, True, False]
+
+
+@pytest.fixture
+def tls_certificate(tmp_path, monkeypatch):
+    """A self-signed certificate for 127.0.0.1 that the sender trusts (SSL_CERT_FILE), made by
+    the openssl command; returns an SSLContext for a server presenting it."""
+    if not shutil.which("openssl"):
+        pytest.skip("no openssl command")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1",
+         "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,digitalSignature,keyCertSign"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_receiver_that_drips_its_answer_times_out_at_the_attempts_timeout(scheme, request):
+    listener = socket.create_server(("127.0.0.1", 0))
+    if scheme == "https":
+        tls = request.getfixturevalue("tls_certificate")
+        listener = tls.wrap_socket(listener, server_side=True)
+    port = listener.getsockname()[1]
+    answers = [b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"] * 2
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)  # a first request: answered at once
+            conn.sendall(answers[0])
+            conn.recv(65536)  # the second: its answer drips
+            for byte in answers[1]:
+                time.sleep(0.1)  # each read gets a byte well within the timeout
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return  # the sender gave up
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    url = f"{scheme}://127.0.0.1:{port}/hook"
+    sender = transport.Sender(url, connect_timeout=1, timeout=1)
+    try:
+        assert sender.post({"webhook-id": "a"}, b"{}").status == 200
+        started = time.monotonic()
+        answer = sender.post({"webhook-id": "b"}, b"{}")
+    finally:
+        sender.close()
+        listener.close()
+    assert answer.status is None and answer.error.startswith("timed out")
+    assert time.monotonic() - started < 1.5  # the whole answer would have taken 3.7 s
 
 
 def test_a_kept_alive_connection_the_receiver_closed_is_replaced_without_losing_the_request():
