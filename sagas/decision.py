@@ -34,6 +34,10 @@ from .errors import Deferral, PermanentError, StepError, TransientError
 # The saga's and the attempts' statuses, as stored (sagas/models.py has the same strings).
 RUNNING, COMPENSATING = "running", "compensating"
 COMPLETED, COMPENSATED, REQUIRES_ATTENTION = "completed", "compensated", "requires_attention"
+# Deferrals that wait for something down (a provider's open circuit, the coordination cache the
+# guards read): at most the step's give-up time (RetryPolicy.max_wait), then the step fails as
+# if its retries had run out. A rate limit frees up by itself and is not bounded.
+WAITS_BOUNDED = ("circuit_open", "coordination_unavailable")
 FORWARD, BACKWARD = "forward", "backward"
 SCHEDULED, SUCCEEDED, RETRYING, FAILED = "scheduled", "succeeded", "retrying", "failed"
 
@@ -153,7 +157,8 @@ def decide(
     message, code = error.message, error.code
     retriable = isinstance(error, TransientError) and code != "no_outcome"
     if isinstance(error, Deferral):
-        if code != "circuit_open" or not _waited_too_long(attempt, history, policy, now):
+        bounded = code in WAITS_BOUNDED
+        if not bounded or not _waited_too_long(attempt, history, policy, now):
             return _decision(draft, "deferred", SCHEDULED, message, code, defer=error.delay)
         message = f"{message}; gave up after {policy.give_up_after():.0f}s"
         code, retriable = "provider_unavailable", False

@@ -45,7 +45,8 @@ class _Deadline:
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("no whole answer before the deadline")
-        self.settimeout(remaining)  # type: ignore[attr-defined]
+        if remaining != math.inf:  # no deadline set: the socket's own timeout
+            self.settimeout(remaining)  # type: ignore[attr-defined]
         return super().recv_into(*args, **kwargs)  # type: ignore[misc]
 
 

@@ -30,8 +30,8 @@ A permanent error (a declined card) is an answer, so it counts as a success of t
 
 The coordination cache itself can be unreachable (Redis restarting). Before the call that means
 the guards cannot be read: the call is not made and the step is deferred, without spending a
-retry, like a call held back by an open circuit. After the call the provider's answer stands and
-only the breaker's bookkeeping of it is lost (logged).
+retry and for at most max_wait in all, like a call held back by an open circuit. After the
+call the provider's answer stands and only the breaker's bookkeeping of it is lost (logged).
 """
 
 from __future__ import annotations
@@ -338,7 +338,8 @@ def guarded(provider: str, side_effect: SideEffect) -> SideEffect:
             CALLS_DEFERRED.labels(provider, "coordination_unavailable").inc()
             raise Deferral(
                 f"{provider}: call not made, the coordination cache is unreachable ({exc})",
-                delay=UNREACHABLE_DELAY,
+                # Spread: the steps deferred together do not all come back at one instant.
+                delay=UNREACHABLE_DELAY * random.uniform(1, 2),
                 code="coordination_unavailable",
             ) from exc
         try:

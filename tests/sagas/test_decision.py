@@ -162,8 +162,9 @@ def test_a_deferral_keeps_the_attempt_scheduled_without_spending_a_retry():
     assert out.next is None and out.transitions == () and out.saga == RUNNING
 
 
-def test_an_open_circuit_defers_until_the_step_has_waited_past_its_give_up_time():
-    error = Deferral("circuit open", delay=5, code="circuit_open")
+@pytest.mark.parametrize("code", ["circuit_open", "coordination_unavailable"])
+def test_a_wait_for_something_down_defers_until_the_step_has_waited_past_its_give_up_time(code):
+    error = Deferral("circuit open", delay=5, code=code)
     give_up = SAGA.step("hold").policy(SAGA.name, ACTION).give_up_after()
     recent = attempt("hold", created_at=NOW - timedelta(seconds=give_up - 1))
     assert decide(RUNNING, recent, error).label == "deferred"

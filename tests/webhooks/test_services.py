@@ -352,7 +352,7 @@ def test_each_attempt_of_a_batch_records_when_it_was_made(resource):
     for attempt, received in zip(attempts, receiver.received, strict=True):
         # Made just before the receiver got it, not when the batch was recorded.
         lag = received.at - attempt.started_at.timestamp()
-        assert 0 <= lag < 0.1, (attempt.number, lag)
+        assert 0 <= lag < 0.25, (attempt.number, lag)  # recorded late, it would be -0.3 s
     assert [a.duration_ms >= 300 for a in attempts] == [True, True, False]
 
 
