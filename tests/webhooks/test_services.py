@@ -11,10 +11,12 @@ import subprocess
 import threading
 import time
 import uuid
-from datetime import timedelta
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 
 import pytest
 import standardwebhooks
+from celery.signals import after_task_publish
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -434,28 +436,42 @@ def test_a_kept_alive_connection_the_receiver_closed_is_replaced_without_losing_
     assert receiver.received[0].client_port != receiver.received[1].client_port
 
 
-def test_a_busy_endpoint_is_woken_at_once_then_once_for_the_events_that_follow(
-    settings, monkeypatch
-):
-    settings.WEBHOOK_BATCH_WINDOW = 0.25
+@pytest.fixture
+def drains_published() -> Iterator[list[tuple[str, float, bool]]]:
+    """The drain messages published to the broker, as (endpoint id, countdown in seconds,
+    trailing), seen through Celery's after_task_publish signal: the messages really go out."""
     published: list[tuple[str, float, bool]] = []
-    monkeypatch.setattr(
-        services,
-        "_publish",
-        lambda endpoint_id, delay=0.0, *, trailing=False: published.append(
-            (endpoint_id, delay, trailing)
-        ),
-    )
+
+    def seen(sender=None, body=None, headers=None, **_):  # type: ignore[no-untyped-def]
+        if sender != "webhooks.tasks.drain":
+            return
+        args, kwargs, _embed = body
+        eta = headers.get("eta")
+        delay = (datetime.fromisoformat(eta) - timezone.now()).total_seconds() if eta else 0.0
+        published.append((args[0], round(max(0.0, delay), 1), kwargs.get("trailing", False)))
+
+    after_task_publish.connect(seen, weak=False)
+    try:
+        yield published
+    finally:
+        after_task_publish.disconnect(seen)
+
+
+def test_a_busy_endpoint_is_woken_at_once_then_once_for_the_events_that_follow(
+    settings, drains_published
+):
+    settings.WEBHOOK_BATCH_WINDOW = 0.5
+    published = drains_published
     endpoint, other = str(uuid.uuid4()), str(uuid.uuid4())
     services.wake([endpoint])  # the first event of the window: at once
     services.wake([endpoint, endpoint])  # the next ones: one drain at the window's end
     services.wake([endpoint, other])
-    assert published == [(endpoint, 0.0, False), (endpoint, 0.25, True), (other, 0.0, False)]
+    assert published == [(endpoint, 0.0, False), (endpoint, 0.5, True), (other, 0.0, False)]
     # The trailing drain starts: an event committed from now on needs a drain of its own.
     services.drain(endpoint, trailing=True)
     services.wake([endpoint])
     services.wake([endpoint])
-    assert published[3:] == [(endpoint, 0.25, True)]
+    assert published[3:] == [(endpoint, 0.5, True)]
     services.drain(endpoint, trailing=True)
     time.sleep(1.1)  # a quiet second later: at once again
     services.wake([endpoint])
@@ -693,15 +709,10 @@ def test_a_delivery_whose_drain_died_is_sent_alone(resource, receiver):
         book(resource, owner=owner, email=f"g{i}@example.com")
     first, suspect, *rest = Delivery.objects.order_by("id")
     Delivery.objects.filter(pk=suspect.pk).update(redispatches=1)
-    claimed: list[list[int]] = []
-    real_send = services._send
-
-    def send(sender, endpoint, batch, started):
-        claimed.append([d.pk for d in batch])
-        return real_send(sender, endpoint, batch, started)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(services, "_send", send)
-        outcomes = services.drain(endpoint.pk)
-    assert claimed == [[first.pk], [suspect.pk], [d.pk for d in rest]]
+    outcomes = services.drain(endpoint.pk)
     assert outcomes == dict.fromkeys([first.pk, suspect.pk, *(d.pk for d in rest)], "delivered")
+    # Each batch's deliveries keep the moment of the claim that took them.
+    batches: dict[object, list[int]] = {}
+    for pk, claimed_at in Delivery.objects.order_by("id").values_list("id", "dispatched_at"):
+        batches.setdefault(claimed_at, []).append(pk)
+    assert sorted(batches.values()) == [[first.pk], [suspect.pk], [d.pk for d in rest]]
