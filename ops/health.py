@@ -18,12 +18,13 @@ from typing import Any, ClassVar
 from celery import current_app
 from celery.app import app_or_default
 from django.conf import settings
+from django.core.cache import caches
 from health_check.base import HealthCheck
 from health_check.contrib.celery import Ping
 from health_check.exceptions import ServiceUnavailable, ServiceWarning
 from health_check.views import HealthCheckView
 
-from bookings.providers.guard import circuit_states, coordination_cache
+from bookings.providers.guard import circuit_states
 
 
 @dataclasses.dataclass
@@ -31,7 +32,7 @@ class CoordinationCache(HealthCheck):
     """The cache that holds circuit states and rate-limit counters for every worker."""
 
     def run(self) -> None:
-        cache = coordination_cache()
+        cache = caches["coordination"]
         key = f"health:{uuid.uuid4().hex}"
         try:
             cache.set(key, "ok", timeout=10)

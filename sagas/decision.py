@@ -13,7 +13,8 @@ The rules, in the order `decide` applies them:
 - A compensation succeeded: schedule the next compensation, or finish as compensated.
 - A Deferral (rate limit, open circuit): the attempt was not tried. It stays scheduled and is
   sent again later, without spending a retry; past the step's give-up time (its retry schedule
-  plus max_wait) an open circuit counts as a failure with no retry left.
+  plus max_wait) one that waits for something down (Deferral.bounded: an open circuit) counts
+  as a failure with no retry left.
 - A TransientError with attempts left: a new attempt after the policy's backoff.
 - Otherwise the attempt failed. A transient failure leaves its outcome unknown (the provider may
   have acted). An attempt that never reported back ("no_outcome"), a failed compensation, or a
@@ -34,10 +35,6 @@ from .errors import Deferral, PermanentError, StepError, TransientError
 # The saga's and the attempts' statuses, as stored (sagas/models.py has the same strings).
 RUNNING, COMPENSATING = "running", "compensating"
 COMPLETED, COMPENSATED, REQUIRES_ATTENTION = "completed", "compensated", "requires_attention"
-# Deferrals that wait for something down (a provider's open circuit, the coordination cache the
-# guards read): at most the step's give-up time (RetryPolicy.max_wait), then the step fails as
-# if its retries had run out. A rate limit frees up by itself and is not bounded.
-WAITS_BOUNDED = ("circuit_open", "coordination_unavailable")
 FORWARD, BACKWARD = "forward", "backward"
 SCHEDULED, SUCCEEDED, RETRYING, FAILED = "scheduled", "succeeded", "retrying", "failed"
 
@@ -157,8 +154,7 @@ def decide(
     message, code = error.message, error.code
     retriable = isinstance(error, TransientError) and code != "no_outcome"
     if isinstance(error, Deferral):
-        bounded = code in WAITS_BOUNDED
-        if not bounded or not _waited_too_long(attempt, history, policy, now):
+        if not error.bounded or not _waited_too_long(attempt, history, policy, now):
             return _decision(draft, "deferred", SCHEDULED, message, code, defer=error.delay)
         message = f"{message}; gave up after {policy.give_up_after():.0f}s"
         code, retriable = "provider_unavailable", False

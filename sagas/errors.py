@@ -25,8 +25,15 @@ class SagaStateError(Exception):
 
 class Deferral(StepError):
     """The step was not attempted (for example its provider's circuit breaker is open): run the
-    same attempt again after `delay` seconds, without spending one of its retries."""
+    same attempt again after `delay` seconds, without spending one of its retries.
 
-    def __init__(self, message: str, *, delay: float, code: str = "deferred"):
+    `bounded`: the step waits for something that is down (an open circuit, an unreachable
+    cache) rather than for a limit that frees up by itself (a rate limit): past the step's
+    give-up time (RetryPolicy.give_up_after) it fails as if its retries had run out."""
+
+    def __init__(
+        self, message: str, *, delay: float, code: str = "deferred", bounded: bool = False
+    ):
         super().__init__(message, code=code)
         self.delay = delay
+        self.bounded = bounded

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import time
 
+from django.core.cache import caches
+
 from bookings.providers.base import KINDS, ProviderUnavailable
-from bookings.providers.guard import UNREACHABLE, coordination_cache
+from bookings.providers.guard import UNREACHABLE
 
 
 def _key(provider: str) -> str:
@@ -22,13 +24,13 @@ def take_down(provider: str, seconds: float) -> float:
     if provider not in KINDS:
         raise ValueError(f"unknown provider {provider!r}; one of {', '.join(KINDS)}")
     until = time.time() + seconds
-    coordination_cache().set(_key(provider), until, timeout=max(1, round(seconds)))
+    caches["coordination"].set(_key(provider), until, timeout=max(1, round(seconds)))
     return until
 
 
 def bring_up(provider: str) -> None:
     """End an outage early."""
-    coordination_cache().delete(_key(provider))
+    caches["coordination"].delete(_key(provider))
 
 
 def down_until(provider: str) -> float | None:
@@ -36,7 +38,7 @@ def down_until(provider: str) -> float | None:
     (the coordination cache is restarting) is no outage: a real provider does not depend on
     our cache."""
     try:
-        until = coordination_cache().get(_key(provider))
+        until = caches["coordination"].get(_key(provider))
     except UNREACHABLE:
         return None
     return until if until and until > time.time() else None

@@ -12,16 +12,14 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Any
 
 from django.conf import settings
-from django.core.cache.backends.base import BaseCache
+from django.core.cache import caches
 from django.core.mail import mail_admins, send_mail
 from django.db import transaction
 from django.db.models import Exists, F, Model, OuterRef, Q, QuerySet
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from . import addresses, signing, transport
 from .models import Attempt, Delivery, Endpoint, Event, Notice
@@ -211,14 +209,6 @@ def now() -> datetime:
 # it before it claims anything, so an event committed while it runs wakes another.
 
 
-@cache
-def coordination_cache() -> BaseCache:
-    """The cache every process of the deployment shares (settings.COORDINATION_CACHE)."""
-    conf = dict(settings.COORDINATION_CACHE)
-    backend = import_string(conf.pop("BACKEND"))
-    return backend(conf.pop("LOCATION", ""), conf)
-
-
 def drain_lease() -> float:
     """Seconds a drain holds what it claimed: its budget, then one whole attempt, then a margin."""
     return (
@@ -236,7 +226,7 @@ def wake(endpoint_ids: Iterable[Any]) -> None:
     events before that drain starts wake nothing more. So a quiet endpoint gets each event at
     once, and a busy one gets them in batches (one round trip to the coordination cache per
     event)."""
-    store = coordination_cache()
+    store = caches["coordination"]
     window = settings.WEBHOOK_BATCH_WINDOW
     for endpoint_id in sorted(set(endpoint_ids)):
         try:
@@ -278,7 +268,7 @@ def _publish(endpoint_id: Any, delay: float = 0.0, *, trailing: bool = False) ->
         log.warning("endpoint %s: drain not sent; the sweeper will", endpoint_id)
         if trailing:
             with suppress(Exception):
-                coordination_cache().delete(_trailing_key(endpoint_id))
+                caches["coordination"].delete(_trailing_key(endpoint_id))
 
 
 def _publish_on_commit(endpoint_id: Any, delay: float = 0.0) -> None:
@@ -289,7 +279,7 @@ def _publish_on_commit(endpoint_id: Any, delay: float = 0.0) -> None:
 def endpoint_slot(endpoint: Endpoint, limit: int) -> Iterator[bool]:
     """One of the endpoint's `limit` slots for a drain, or False if all are taken. A slot held
     by a worker that died is freed when it expires (the drain's lease)."""
-    store = coordination_cache()
+    store = caches["coordination"]
     for number in range(limit):
         key = f"webhooks:slot:{endpoint.pk}:{number}"
         if store.add(key, 1, timeout=drain_lease()):
@@ -310,7 +300,7 @@ def drain(endpoint_id: Any, *, trailing: bool = False) -> dict[int, str]:
     `trailing`: the drain at the end of a window (see wake())."""
     if trailing:  # before the claim: an event committed from now on wakes another drain
         with suppress(Exception):  # a key left by a dead cache expires with the lease
-            coordination_cache().delete(_trailing_key(endpoint_id))
+            caches["coordination"].delete(_trailing_key(endpoint_id))
     endpoint = Endpoint.objects.filter(pk=endpoint_id).first()
     if endpoint is None:
         return {}

@@ -1,7 +1,7 @@
 """Guards around every provider call, with state shared by all workers: a rate limit per provider
 and a circuit breaker per provider.
 
-Both live in the coordination cache (settings.COORDINATION_CACHE: Redis in production, a file
+Both live in the coordination cache (`caches["coordination"]`: Redis in production, a file
 cache shared by the processes of one machine otherwise), because a provider's limits and health
 are facts about the provider, not about one worker.
 
@@ -41,14 +41,15 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache, wraps
+from functools import wraps
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
-from django.utils.module_loading import import_string
 from prometheus_client import Counter
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MasterDownError, ReadOnlyError, TryAgainError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sagas.definition import SideEffect, StepContext
@@ -71,20 +72,19 @@ CALLS_DEFERRED = Counter(
 )
 
 
-# What the coordination cache raises when it cannot be reached: redis-py's errors (Redis), OSError
-# (the file cache's directory).
-UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# What the coordination cache raises when it cannot be reached or cannot take writes: redis-py's
+# connection errors (a restart; BusyLoadingError is one of them), the answers of a replica during
+# a failover (READONLY, MASTERDOWN) and TRYAGAIN; OSError (the file cache's directory).
+UNREACHABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    MasterDownError,
+    TryAgainError,
+    OSError,
+)
 # How long a call waits when the guards could not be read (a Redis restart takes seconds).
 UNREACHABLE_DELAY = 5.0
-
-
-@cache
-def coordination_cache() -> BaseCache:
-    """The cache every process of the deployment shares (see settings.COORDINATION_CACHE)."""
-    conf = dict(settings.COORDINATION_CACHE)
-    backend = import_string(conf.pop("BACKEND"))
-    location = conf.pop("LOCATION", "")
-    return backend(location, conf)
 
 
 def _now() -> float:
@@ -222,6 +222,7 @@ class CircuitBreaker:
             f"{self.provider} circuit is open (provider failing); waiting for the cool-down",
             delay=wait + random.uniform(0, min(5.0, self.cool_down / 2)),
             code="circuit_open",
+            bounded=True,
         )
 
     def _may_probe(self, key: str, state: dict, seen: Admission, now: float) -> bool:
@@ -307,12 +308,12 @@ def circuit(provider: str) -> CircuitBreaker:
         **settings.BOOKING_CIRCUIT_BREAKER_DEFAULTS,
         **settings.BOOKING_CIRCUIT_BREAKERS.get(provider, {}),
     }
-    return CircuitBreaker(provider, coordination_cache(), **options)
+    return CircuitBreaker(provider, caches["coordination"], **options)
 
 
 def rate_limiter(provider: str) -> RateLimiter | None:
     rate = settings.BOOKING_PROVIDER_RATE_LIMITS.get(provider)
-    return RateLimiter(provider, rate, coordination_cache()) if rate else None
+    return RateLimiter(provider, rate, caches["coordination"]) if rate else None
 
 
 def circuit_states() -> list[CircuitStatus]:
@@ -341,6 +342,7 @@ def guarded(provider: str, side_effect: SideEffect) -> SideEffect:
                 # Spread: the steps deferred together do not all come back at one instant.
                 delay=UNREACHABLE_DELAY * random.uniform(1, 2),
                 code="coordination_unavailable",
+                bounded=True,
             ) from exc
         try:
             result = side_effect(ctx)

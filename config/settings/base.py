@@ -394,7 +394,7 @@ BOOKING_CIRCUIT_BREAKERS = env_json("BOOKING_CIRCUIT_BREAKERS", {})
 # outage flags: Redis in production (COORDINATION_CACHE_URL, else CACHE_URL); on one machine
 # without Redis (`make run`), a file cache under DATA_DIR that all local processes share.
 COORDINATION_CACHE_URL = env("COORDINATION_CACHE_URL", os.environ.get("CACHE_URL", ""))
-COORDINATION_CACHE = (
+_coordination_cache = (
     {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": COORDINATION_CACHE_URL}
     if COORDINATION_CACHE_URL.startswith(("redis://", "rediss://", "unix://"))
     else {
@@ -429,7 +429,8 @@ def cache_from_env(url: str) -> dict:
     raise ImproperlyConfigured(f"CACHE_URL {url!r}: use redis://, db://<table> or locmem://")
 
 
-CACHES = {"default": cache_from_env(env("CACHE_URL", ""))}
+# The coordination cache is `caches["coordination"]` (django.core.cache) to the code.
+CACHES = {"default": cache_from_env(env("CACHE_URL", "")), "coordination": _coordination_cache}
 
 # --- Client API (bookings/api/) -------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -68,14 +68,16 @@ _redis = ("redis://", "rediss://", "unix://")
 _cache_url = env("CACHE_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(_redis) else "")
 if not _cache_url.startswith(_redis):
     raise ImproperlyConfigured("CACHE_URL: production needs a Redis cache shared by all processes.")
-CACHES = {"default": cache_from_env(_cache_url)}
 _coordination_url = env("COORDINATION_CACHE_URL", _cache_url)
 if not _coordination_url.startswith(_redis):
     raise ImproperlyConfigured("COORDINATION_CACHE_URL must be a Redis URL.")
-COORDINATION_CACHE = {
-    "BACKEND": "django.core.cache.backends.redis.RedisCache",
-    "LOCATION": _coordination_url,
-    "KEY_PREFIX": "coordination",
+CACHES = {
+    "default": cache_from_env(_cache_url),
+    "coordination": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": _coordination_url,
+        "KEY_PREFIX": "coordination",
+    },
 }
 
 # Providers: Stripe, the product's own inventory and fraud rules, SMTP (settings/base.py). A

@@ -8,8 +8,8 @@ from .base import *  # noqa: F403
 from .base import (
     BASE_DIR,
     BOOKING_QUEUES,
+    CACHES,
     CELERY_BROKER_URL,
-    COORDINATION_CACHE,
     INSTALLED_APPS,
     SANDBOX_PROVIDERS,
     booking_providers,
@@ -86,12 +86,15 @@ BOOKING_CIRCUIT_BREAKER_DEFAULTS = {"failure_threshold": 1_000_000, "window": 60
 BOOKING_CIRCUIT_BREAKERS = env_json("BOOKING_CIRCUIT_BREAKERS", {})
 # Circuit states, rate-limit counters and outage flags of this run only (its workers inherit
 # CELERY_QUEUE, so they share the prefix); the file cache, if used, lives with the test data.
-COORDINATION_CACHE = {
-    **COORDINATION_CACHE,
-    "KEY_PREFIX": CELERY_TASK_DEFAULT_QUEUE,
-    **(
-        {"LOCATION": str(TEST_DATA_DIR / "coordination-cache")}
-        if COORDINATION_CACHE["BACKEND"].endswith("FileBasedCache")
-        else {}
-    ),
+CACHES = {
+    **CACHES,
+    "coordination": {
+        **CACHES["coordination"],
+        "KEY_PREFIX": CELERY_TASK_DEFAULT_QUEUE,
+        **(
+            {"LOCATION": str(TEST_DATA_DIR / "coordination-cache")}
+            if CACHES["coordination"]["BACKEND"].endswith("FileBasedCache")
+            else {}
+        ),
+    },
 }

@@ -8,6 +8,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import redis
+from django.core.cache import caches
 from django.core.management import call_command
 
 from bookings.providers.guard import (
@@ -15,18 +17,17 @@ from bookings.providers.guard import (
     RateLimiter,
     circuit,
     circuit_states,
-    coordination_cache,
     guarded,
     parse_rate,
 )
-from devtools.harness import RedisServer
+from devtools.harness import RedisServer, free_port
 from sagas.definition import StepContext
 from sagas.errors import Deferral, PermanentError, TransientError
 from sandbox import outage
 
 
 def breaker(**options) -> CircuitBreaker:
-    b = CircuitBreaker("payments", coordination_cache(), **options)
+    b = CircuitBreaker("payments", caches["coordination"], **options)
     b.reset()
     return b
 
@@ -44,7 +45,7 @@ def test_circuit_opens_after_failures_of_distinct_calls_and_defers_calls_while_o
     assert b.status().state == "open"
     with pytest.raises(Deferral) as deferred:
         b.before_call("k4")
-    assert deferred.value.code == "circuit_open"
+    assert (deferred.value.code, deferred.value.bounded) == ("circuit_open", True)
     assert 29 <= deferred.value.delay <= 36
 
 
@@ -160,14 +161,14 @@ def test_guarded_step_counts_a_permanent_error_as_an_answer_of_the_provider(sett
 
 
 def test_rate_limit_is_shared_and_defers_calls_over_it_to_the_next_window():
-    limiter = RateLimiter("fraud", "3/s", coordination_cache())
+    limiter = RateLimiter("fraud", "3/s", caches["coordination"])
     # Start at the beginning of a window so that the four calls fall in the same one.
     time.sleep(1 - time.time() % 1 + 0.01)
     for _ in range(3):
         limiter.acquire()
     with pytest.raises(Deferral) as deferred:
-        RateLimiter("fraud", "3/s", coordination_cache()).acquire()
-    assert deferred.value.code == "rate_limited"
+        RateLimiter("fraud", "3/s", caches["coordination"]).acquire()
+    assert (deferred.value.code, deferred.value.bounded) == ("rate_limited", False)
     assert 0 < deferred.value.delay <= 2
 
 
@@ -205,7 +206,7 @@ def count_round_trips(monkeypatch) -> list[str]:
     """Record each call made through the coordination cache's client (the library's object,
     shared by every guard), by method name; a call a method makes to another (the file cache's
     get_many calls get) is part of the outer one."""
-    cache = coordination_cache()
+    cache = caches["coordination"]
     calls: list[str] = []
     depth = [0]
     for name in ("get", "get_many", "set", "add", "incr", "delete", "delete_many"):
@@ -282,15 +283,14 @@ def coordination_redis(settings) -> Iterator[RedisServer]:
     if not shutil.which("redis-server"):
         pytest.skip("no redis-server to run")
     with RedisServer() as server:
-        settings.COORDINATION_CACHE = {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": server.url(2),
+        settings.CACHES = {
+            **settings.CACHES,
+            "coordination": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": server.url(2),
+            },
         }
-        coordination_cache.cache_clear()
-        try:
-            yield server
-        finally:
-            coordination_cache.cache_clear()
+        yield server
 
 
 def test_with_the_coordination_cache_down_the_call_is_not_made_and_defers_for_free(
@@ -301,9 +301,40 @@ def test_with_the_coordination_cache_down_the_call_is_not_made_and_defers_for_fr
     coordination_redis.stop()
     with pytest.raises(Deferral) as deferred:
         step(ctx("k1"))
-    assert deferred.value.code == "coordination_unavailable"
+    assert (deferred.value.code, deferred.value.bounded) == ("coordination_unavailable", True)
     assert calls == []
     coordination_redis.start()
+    assert step(ctx("k1")) == {}
+    assert calls == ["k1"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "raised"),
+    [
+        ("READONLY", redis.exceptions.ReadOnlyError),
+        ("MASTERDOWN", redis.exceptions.MasterDownError),
+    ],
+)
+def test_a_coordination_cache_become_a_replica_defers_the_call_for_free(
+    coordination_redis, settings, answer, raised
+):
+    """After a failover the address may reach a replica: writes answer READONLY and, if it
+    serves no stale data, reads answer MASTERDOWN. Neither is a provider's failure."""
+    if answer == "READONLY":  # the rate limit writes before every call; the circuit reads
+        settings.BOOKING_PROVIDER_RATE_LIMITS = {"payments": "100/s"}
+    calls = []
+    step = guarded("payments", lambda _ctx: calls.append(_ctx.idempotency_key) or {})
+    admin = redis.Redis.from_url(coordination_redis.url())
+    dead = free_port()
+    if answer == "MASTERDOWN":
+        admin.config_set("replica-serve-stale-data", "no")
+    admin.replicaof("127.0.0.1", dead)  # a master that does not answer
+    with pytest.raises(Deferral) as deferred:
+        step(ctx("k1"))
+    assert (deferred.value.code, deferred.value.bounded) == ("coordination_unavailable", True)
+    assert isinstance(deferred.value.__cause__, raised)
+    assert calls == []
+    admin.replicaof("NO", "ONE")  # promoted
     assert step(ctx("k1")) == {}
     assert calls == ["k1"]
 

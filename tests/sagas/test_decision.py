@@ -160,11 +160,14 @@ def test_a_deferral_keeps_the_attempt_scheduled_without_spending_a_retry():
                    code="rate_limited"), history=no_history, now=NOW)  # fmt: skip
     assert (out.label, out.attempt_status, out.defer) == ("deferred", d.SCHEDULED, 2.5)
     assert out.next is None and out.transitions == () and out.saga == RUNNING
+    long_ago = attempt("hold", n=3, created_at=NOW - timedelta(days=1))
+    unbounded = d.decide(SAGA, RUNNING, long_ago, Deferral("busy", delay=2.5, code="rate_limited"),
+                         history=no_history, now=NOW)  # fmt: skip
+    assert unbounded.label == "deferred"  # a limit that frees up by itself is waited for
 
 
-@pytest.mark.parametrize("code", ["circuit_open", "coordination_unavailable"])
-def test_a_wait_for_something_down_defers_until_the_step_has_waited_past_its_give_up_time(code):
-    error = Deferral("circuit open", delay=5, code=code)
+def test_a_wait_for_something_down_defers_until_the_step_has_waited_past_its_give_up_time():
+    error = Deferral("circuit open", delay=5, code="circuit_open", bounded=True)
     give_up = SAGA.step("hold").policy(SAGA.name, ACTION).give_up_after()
     recent = attempt("hold", created_at=NOW - timedelta(seconds=give_up - 1))
     assert decide(RUNNING, recent, error).label == "deferred"
