@@ -35,6 +35,10 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
+    # A replica answering during a failover: writes refused, or no data until its master is back.
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.TryAgainError,
     kombu.exceptions.OperationalError,
     ConnectionError,
     TimeoutError,

@@ -12,7 +12,7 @@ import time
 from django.core.cache import caches
 
 from bookings.providers.base import KINDS, ProviderUnavailable
-from bookings.providers.guard import UNREACHABLE
+from bookings.providers.guard import CACHE_ERRORS, unreachable
 
 
 def _key(provider: str) -> str:
@@ -39,7 +39,9 @@ def down_until(provider: str) -> float | None:
     our cache."""
     try:
         until = caches["coordination"].get(_key(provider))
-    except UNREACHABLE:
+    except CACHE_ERRORS as exc:
+        if not unreachable(exc):
+            raise
         return None
     return until if until and until > time.time() else None
 

@@ -47,6 +47,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
+from django_redis.exceptions import ConnectionInterrupted
 from prometheus_client import Counter
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MasterDownError, ReadOnlyError, TryAgainError
@@ -74,7 +75,8 @@ CALLS_DEFERRED = Counter(
 
 # What the coordination cache raises when it cannot be reached or cannot take writes: redis-py's
 # connection errors (a restart; BusyLoadingError is one of them), the answers of a replica during
-# a failover (READONLY, MASTERDOWN) and TRYAGAIN; OSError (the file cache's directory).
+# a failover (READONLY, MASTERDOWN) and TRYAGAIN, which django-redis raises as the cause of its
+# ConnectionInterrupted; OSError (the file cache's directory).
 UNREACHABLE = (
     RedisConnectionError,
     RedisTimeoutError,
@@ -83,6 +85,15 @@ UNREACHABLE = (
     TryAgainError,
     OSError,
 )
+CACHE_ERRORS = (ConnectionInterrupted, *UNREACHABLE)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether `exc`, one of CACHE_ERRORS, says that the coordination cache could not be reached
+    or could not take a write (and not, say, that a key held an unexpected type)."""
+    return isinstance(exc.__cause__ if isinstance(exc, ConnectionInterrupted) else exc, UNREACHABLE)
+
+
 # How long a call waits when the guards could not be read (a Redis restart takes seconds).
 UNREACHABLE_DELAY = 5.0
 
@@ -335,7 +346,9 @@ def guarded(provider: str, side_effect: SideEffect) -> SideEffect:
                 limiter.acquire()
             breaker = circuit(provider)
             admission = breaker.before_call(ctx.idempotency_key)
-        except UNREACHABLE as exc:
+        except CACHE_ERRORS as exc:
+            if not unreachable(exc):
+                raise
             CALLS_DEFERRED.labels(provider, "coordination_unavailable").inc()
             raise Deferral(
                 f"{provider}: call not made, the coordination cache is unreachable ({exc})",
@@ -364,5 +377,7 @@ def _bookkeep(provider: str, record: Callable[..., object], *args: Any) -> None:
     """Tell the breaker how a call went; the call's outcome stands if the cache is unreachable."""
     try:
         record(*args)
-    except UNREACHABLE:
+    except CACHE_ERRORS as exc:
+        if not unreachable(exc):
+            raise
         log.warning("%s: the circuit breaker could not record a call's outcome", provider)

@@ -395,7 +395,7 @@ BOOKING_CIRCUIT_BREAKERS = env_json("BOOKING_CIRCUIT_BREAKERS", {})
 # without Redis (`make run`), a file cache under DATA_DIR that all local processes share.
 COORDINATION_CACHE_URL = env("COORDINATION_CACHE_URL", os.environ.get("CACHE_URL", ""))
 _coordination_cache = (
-    {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": COORDINATION_CACHE_URL}
+    {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": COORDINATION_CACHE_URL}
     if COORDINATION_CACHE_URL.startswith(("redis://", "rediss://", "unix://"))
     else {
         "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
@@ -420,7 +420,7 @@ HEALTH_WORKER_PING_TIMEOUT = float(env("HEALTH_WORKER_PING_TIMEOUT", "1"))
 # in production. Without it each process keeps its own local memory (fine for `make run`).
 def cache_from_env(url: str) -> dict:
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+        return {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": url}
     if url.startswith("db://"):
         # needs `manage.py createcachetable`
         return {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": url[5:]}

@@ -74,7 +74,7 @@ if not _coordination_url.startswith(_redis):
 CACHES = {
     "default": cache_from_env(_cache_url),
     "coordination": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": _coordination_url,
         "KEY_PREFIX": "coordination",
     },

@@ -15,7 +15,10 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+import redis
 import requests
+
+from devtools.harness import free_port
 
 from .servers import (
     ThrowawayPostgres,
@@ -184,6 +187,11 @@ def test_with_the_broker_down_a_create_is_accepted_and_the_sweeper_sends_it_when
             pause=1,
         )
 
+        # A failover's replica at the cache's address: the throttle's write answers READONLY.
+        replica = redis.Redis.from_url(cache.url)
+        replica.replicaof("127.0.0.1", free_port())
+        assert_unavailable_json(create(web, token, str(uuid.uuid4()), n=1))
+        replica.replicaof("NO", "ONE")
         cache.stop()
         assert_unavailable_json(create(web, token, str(uuid.uuid4()), n=1))
         assert count(postgres, "bookings_booking") == 1
