@@ -30,7 +30,14 @@ from types import TracebackType
 from typing import Any, Self
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+PG_BIN = Path(
+    os.environ.get("PG_BIN")
+    or max(  # the newest installed major version
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda path: [int(part) for part in path.parent.name.split(".") if part.isdigit()],
+        default="/usr/lib/postgresql/15/bin",
+    )
+)
 
 
 def free_port() -> int:
@@ -265,8 +272,9 @@ class PostgresCluster(_Server):
 
     kind = "postgres"
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_connections: int = 200) -> None:
         super().__init__()
+        self.max_connections = max_connections  # none reserved for superusers: all are usable
         self.data = self.dir / "data"
         self._as: list[str] = []
         if os.geteuid() == 0:
@@ -296,7 +304,7 @@ class PostgresCluster(_Server):
         # fsync off: a throwaway cluster; its restarts are clean shutdowns, which write all.
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c fsync=off "
-            "-c max_connections=200"
+            f"-c max_connections={self.max_connections} -c superuser_reserved_connections=0"
         )
         self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "pg.log"),
                   "-o", options, "-w", "-t", "60", "start")  # fmt: skip

@@ -1,37 +1,28 @@
-"""Throwaway servers for the tests that stop, saturate or overload them: a PostgreSQL cluster
-(`initdb` in a temp dir, on a free port), redis-server instances, and the Procfile's `web`
-process (gunicorn) and Celery processes with the production settings on top of them. Nothing
-here touches the machine's own PostgreSQL, Redis or RabbitMQ; everything listens on 127.0.0.1
-and is stopped when the test ends."""
+"""The Procfile's `web` process (gunicorn) and Celery processes with the production settings,
+for the tests that stop, saturate or overload the servers under them (devtools/harness.py's
+throwaway PostgreSQL clusters and redis-servers). Nothing here touches the machine's own
+PostgreSQL, Redis or RabbitMQ; everything listens on 127.0.0.1 and is stopped when the test
+ends."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import requests
 
-from devtools.harness import free_port
+from devtools.harness import PG_BIN, free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-PG_BIN = next(
-    (p for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)),
-    Path("/usr/lib/postgresql/15/bin"),
-)
-AS_ROOT = os.geteuid() == 0
 
 
 def needs_servers() -> pytest.MarkDecorator:
@@ -54,109 +45,6 @@ def wait_for(predicate: Any, timeout: float, what: str, pause: float = 0.2) -> A
             return value
         time.sleep(pause)
     raise AssertionError(f"{what}: not after {timeout} s")
-
-
-class ThrowawayPostgres:
-    """A PostgreSQL cluster of its own: `initdb` in a temp dir (owned by the postgres user when
-    the tests run as root, as PostgreSQL refuses root), trust authentication, no fsync."""
-
-    def __init__(self, max_connections: int = 100) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="throwaway-pg-"))
-        self.data = self.dir / "data"
-        self.port = free_port()
-        self.max_connections = max_connections
-        if AS_ROOT:
-            shutil.chown(self.dir, "postgres", "postgres")
-        self._as_owner(
-            str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
-            "-E", "UTF8", "--no-sync", "--no-instructions",
-        )  # fmt: skip
-        self.start()
-        with self.connect("postgres") as conn:
-            conn.execute("CREATE DATABASE bookings")
-
-    def _as_owner(self, *cmd: str) -> None:
-        prefix = ["runuser", "-u", "postgres", "--"] if AS_ROOT else []
-        subprocess.run([*prefix, *cmd], check=True, capture_output=True, timeout=120)
-
-    @property
-    def url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/bookings"
-
-    def connect(self, dbname: str = "bookings") -> psycopg.Connection:
-        return psycopg.connect(
-            host="127.0.0.1", port=self.port, user="postgres", dbname=dbname, autocommit=True
-        )
-
-    def start(self) -> None:
-        options = (
-            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-            f"-c max_connections={self.max_connections} -c superuser_reserved_connections=0"
-        )
-        self._as_owner(
-            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", options,
-            "-l", str(self.dir / "server.log"), "-w", "start",
-        )  # fmt: skip
-
-    def stop(self) -> None:
-        self._as_owner(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
-
-    def destroy(self) -> None:
-        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
-            self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def exhaust(self) -> list[psycopg.Connection]:
-        """Open connections until the server refuses one with `too many clients`: it is
-        saturated while the caller holds them."""
-        held: list[psycopg.Connection] = []
-        for _ in range(self.max_connections + 1):
-            try:
-                held.append(self.connect())
-            except psycopg.OperationalError as exc:
-                assert "too many clients" in str(exc), exc
-                return held
-        raise AssertionError("the server accepted more connections than max_connections")
-
-
-class ThrowawayRedis:
-    """A redis-server of its own on a free port; stop() and start() keep the port."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="throwaway-redis-"))
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_for(self._answers, 30, "redis-server")
-
-    def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
-
-    def destroy(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def production_env(database_url: str, broker_url: str, **extra: str) -> dict[str, str]:

@@ -3,7 +3,7 @@ Retry-After (the admin a 503 page), never a 500, and nothing is half written.
 
 Against the Procfile's web process with the production settings, on a throwaway PostgreSQL
 cluster that the test saturates (it takes every connection of a tiny `max_connections`) and
-stops, and throwaway redis-servers for the broker and the cache (tests/production/servers.py).
+stops, and throwaway redis-servers for the broker and the cache (devtools/harness.py).
 """
 
 from __future__ import annotations
@@ -14,15 +14,14 @@ from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 import redis
 import requests
 
-from devtools.harness import free_port
+from devtools.harness import PostgresCluster, RedisServer, create_database, free_port
 
 from .servers import (
-    ThrowawayPostgres,
-    ThrowawayRedis,
     Web,
     celery,
     migrate_and_seed,
@@ -61,20 +60,38 @@ def assert_unavailable_page(response: requests.Response) -> None:
     assert int(response.headers["Retry-After"]) > 0
 
 
-@pytest.fixture
-def postgres() -> Iterator[ThrowawayPostgres]:
-    # Room for migrate, the web's two pools and the test's own checks; the test takes the rest.
-    pg = ThrowawayPostgres(max_connections=10)
-    yield pg
-    pg.destroy()
+# Room for migrate, the web's two pools and the test's own checks; the test takes the rest.
+MAX_CONNECTIONS = 10
 
 
 @pytest.fixture
-def redis_servers() -> Iterator[tuple[ThrowawayRedis, ThrowawayRedis]]:
-    broker, cache = ThrowawayRedis(), ThrowawayRedis()
-    yield broker, cache
-    broker.destroy()
-    cache.destroy()
+def postgres() -> Iterator[PostgresCluster]:
+    with PostgresCluster(max_connections=MAX_CONNECTIONS) as pg:
+        create_database(pg.url(), "bookings")
+        yield pg
+
+
+@pytest.fixture
+def redis_servers() -> Iterator[tuple[RedisServer, RedisServer]]:
+    with RedisServer() as broker, RedisServer() as cache:
+        yield broker, cache
+
+
+def connect(pg: PostgresCluster) -> psycopg.Connection:
+    return psycopg.connect(pg.url("bookings"), autocommit=True)
+
+
+def exhaust(pg: PostgresCluster) -> list[psycopg.Connection]:
+    """Open connections until the server refuses one with `too many clients`: it is saturated
+    while the caller holds them."""
+    held: list[psycopg.Connection] = []
+    for _ in range(MAX_CONNECTIONS + 1):
+        try:
+            held.append(connect(pg))
+        except psycopg.OperationalError as exc:
+            assert "too many clients" in str(exc), exc
+            return held
+    raise AssertionError("the server accepted more connections than max_connections")
 
 
 def create(web: Web, token: str, key: str, n: int = 0) -> requests.Response:
@@ -83,23 +100,23 @@ def create(web: Web, token: str, key: str, n: int = 0) -> requests.Response:
     )
 
 
-def count(pg: ThrowawayPostgres, table: str) -> int:
-    with pg.connect() as conn:
+def count(pg: PostgresCluster, table: str) -> int:
+    with connect(pg) as conn:
         row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
         assert row is not None
         return int(row[0])
 
 
 def test_a_saturated_or_stopped_database_answers_503_with_retry_after_and_writes_nothing(
-    postgres: ThrowawayPostgres, redis_servers: tuple[ThrowawayRedis, ThrowawayRedis], tmp_path
+    postgres: PostgresCluster, redis_servers: tuple[RedisServer, RedisServer], tmp_path
 ):
     broker, cache = redis_servers
-    env = production_env(postgres.url, broker.url, CACHE_URL=cache.url)
+    env = production_env(postgres.url("bookings"), broker.url(), CACHE_URL=cache.url())
     tokens = migrate_and_seed(env)
     token = tokens["waiting-client"]
 
     # Saturated: every connection the server allows is taken before the web process asks.
-    held = postgres.exhaust()
+    held = exhaust(postgres)
     web = Web(env, tmp_path)
     try:
         first_key = str(uuid.uuid4())
@@ -147,7 +164,7 @@ def test_a_saturated_or_stopped_database_answers_503_with_retry_after_and_writes
 
 
 def test_with_the_broker_down_a_create_is_accepted_and_the_sweeper_sends_it_when_it_is_back(
-    postgres: ThrowawayPostgres, redis_servers: tuple[ThrowawayRedis, ThrowawayRedis], tmp_path
+    postgres: PostgresCluster, redis_servers: tuple[RedisServer, RedisServer], tmp_path
 ):
     """The booking, its saga and its first attempt are one statement in the database: the
     broker only rings the bell. A create while the broker is down is answered 201 at once
@@ -156,9 +173,9 @@ def test_with_the_broker_down_a_create_is_accepted_and_the_sweeper_sends_it_when
     when the cache is down too (the throttle counts there) is the answer 503."""
     broker, cache = redis_servers
     env = production_env(
-        postgres.url,
-        broker.url,
-        CACHE_URL=cache.url,
+        postgres.url("bookings"),
+        broker.url(),
+        CACHE_URL=cache.url(),
         SAGA_STEP_SETTINGS='{"booking.fraud_check": {"timeout": 1}}',
         SAGA_SWEEP_INTERVAL="1",
     )
@@ -188,7 +205,7 @@ def test_with_the_broker_down_a_create_is_accepted_and_the_sweeper_sends_it_when
         )
 
         # A failover's replica at the cache's address: the throttle's write answers READONLY.
-        replica = redis.Redis.from_url(cache.url)
+        replica = redis.Redis.from_url(cache.url())
         replica.replicaof("127.0.0.1", free_port())
         assert_unavailable_json(create(web, token, str(uuid.uuid4()), n=1))
         replica.replicaof("NO", "ONE")

@@ -23,10 +23,10 @@ import pytest
 import requests
 from django.conf import settings
 
+from devtools.harness import PostgresCluster, RedisServer, create_database
+
 from .servers import (
     ROOT,
-    ThrowawayPostgres,
-    ThrowawayRedis,
     Web,
     migrate_and_seed,
     needs_servers,
@@ -36,19 +36,16 @@ from .servers import (
 
 @pytest.fixture
 def web(tmp_path) -> Iterator[tuple[Web, dict[str, str]]]:
-    postgres, redis = ThrowawayPostgres(), ThrowawayRedis()
-    server = None
-    try:
+    with PostgresCluster() as postgres, RedisServer() as redis:
+        create_database(postgres.url(), "bookings")
         # CACHE_URL left out: production then shares the broker's Redis (its documented default).
-        env = production_env(postgres.url, redis.url)
+        env = production_env(postgres.url("bookings"), redis.url())
         tokens = migrate_and_seed(env)
         server = Web(env, tmp_path)
-        yield server, tokens
-    finally:
-        if server is not None:
+        try:
+            yield server, tokens
+        finally:
             server.stop()
-        redis.destroy()
-        postgres.destroy()
 
 
 @pytest.mark.integration
