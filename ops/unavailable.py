@@ -17,11 +17,12 @@ import sys
 from collections.abc import Callable
 
 import kombu.exceptions
-import redis.exceptions
 from django import db
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.defaults import server_error as django_server_error
+
+from config.cache import REDIS_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +33,8 @@ log = logging.getLogger(__name__)
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     db.OperationalError,
     db.InterfaceError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.BusyLoadingError,
-    # A replica answering during a failover: writes refused, or no data until its master is back.
-    redis.exceptions.ReadOnlyError,
-    redis.exceptions.MasterDownError,
-    redis.exceptions.TryAgainError,
+    # Redis down, restarting, a replica during a failover, full (config/cache.py).
+    *REDIS_UNAVAILABLE,
     kombu.exceptions.OperationalError,
     ConnectionError,
     TimeoutError,

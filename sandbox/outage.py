@@ -12,7 +12,7 @@ import time
 from django.core.cache import caches
 
 from bookings.providers.base import KINDS, ProviderUnavailable
-from bookings.providers.guard import CACHE_ERRORS, unreachable
+from config.cache import UNREACHABLE
 
 
 def _key(provider: str) -> str:
@@ -39,9 +39,7 @@ def down_until(provider: str) -> float | None:
     our cache."""
     try:
         until = caches["coordination"].get(_key(provider))
-    except CACHE_ERRORS as exc:
-        if not unreachable(exc):
-            raise
+    except UNREACHABLE:
         return None
     return until if until and until > time.time() else None
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from django.conf import settings
 from django.db import connection
 
 from bookings.providers import base as providers
+from config.settings.base import cache_from_env
 from devtools import harness
 
 from .factories import ResourceFactory
@@ -73,6 +75,16 @@ class Worker(harness.Worker):
         )
         self.log_path.unlink(missing_ok=True)
         self.start()
+
+
+@pytest.fixture
+def coordination_redis(settings) -> Iterator[harness.RedisServer]:
+    """The coordination cache on a throwaway `redis-server` that a test may stop."""
+    if not shutil.which("redis-server"):
+        pytest.skip("no redis-server to run")
+    with harness.RedisServer() as server:
+        settings.CACHES = {**settings.CACHES, "coordination": cache_from_env(server.url(2))}
+        yield server
 
 
 @pytest.fixture

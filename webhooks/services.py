@@ -21,6 +21,8 @@ from django.db import transaction
 from django.db.models import Exists, F, Model, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from config.cache import UNREACHABLE
+
 from . import addresses, signing, transport
 from .models import Attempt, Delivery, Endpoint, Event, Notice
 
@@ -231,7 +233,6 @@ def wake(endpoint_ids: Iterable[Any]) -> None:
     for endpoint_id in sorted(set(endpoint_ids)):
         try:
             if window and store.add(_trailing_key(endpoint_id), 1, timeout=drain_lease()):
-                # The cache keeps keys for whole seconds.
                 if not store.add(_window_key(endpoint_id), 1, timeout=math.ceil(window)):
                     # A drain came in this window: this one runs at its end.
                     _publish(endpoint_id, window, trailing=True)
@@ -277,20 +278,30 @@ def _publish_on_commit(endpoint_id: Any, delay: float = 0.0) -> None:
 
 @contextmanager
 def endpoint_slot(endpoint: Endpoint, limit: int) -> Iterator[bool]:
-    """One of the endpoint's `limit` slots for a drain, or False if all are taken. A slot held
-    by a worker that died is freed when it expires (the drain's lease)."""
+    """One of the endpoint's `limit` slots for a drain, or False if all are taken, or if the
+    coordination cache cannot say (the drain then waits, like a provider call: the limit holds).
+    A slot held by a worker that died is freed when it expires (the drain's lease)."""
     store = caches["coordination"]
-    for number in range(limit):
-        key = f"webhooks:slot:{endpoint.pk}:{number}"
-        if store.add(key, 1, timeout=drain_lease()):
-            break
-    else:
+    try:
+        key = next(
+            (
+                key
+                for key in (f"webhooks:slot:{endpoint.pk}:{n}" for n in range(limit))
+                if store.add(key, 1, timeout=drain_lease())
+            ),
+            None,
+        )
+    except UNREACHABLE:
+        log.warning("endpoint %s: no drain slot (coordination cache)", endpoint.pk, exc_info=True)
+        key = None
+    if key is None:
         yield False
         return
     try:
         yield True
     finally:
-        store.delete(key)
+        with suppress(*UNREACHABLE):  # the slot expires with the lease
+            store.delete(key)
 
 
 def drain(endpoint_id: Any, *, trailing: bool = False) -> dict[int, str]:

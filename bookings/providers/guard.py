@@ -47,12 +47,9 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
-from django_redis.exceptions import ConnectionInterrupted
 from prometheus_client import Counter
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MasterDownError, ReadOnlyError, TryAgainError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from config.cache import UNREACHABLE
 from sagas.definition import SideEffect, StepContext
 from sagas.errors import Deferral, PermanentError, TransientError
 
@@ -71,27 +68,6 @@ CALLS_DEFERRED = Counter(
     "rate_limited, coordination_unavailable).",
     ["provider", "cause"],
 )
-
-
-# What the coordination cache raises when it cannot be reached or cannot take writes: redis-py's
-# connection errors (a restart; BusyLoadingError is one of them), the answers of a replica during
-# a failover (READONLY, MASTERDOWN) and TRYAGAIN, which django-redis raises as the cause of its
-# ConnectionInterrupted; OSError (the file cache's directory).
-UNREACHABLE = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    ReadOnlyError,
-    MasterDownError,
-    TryAgainError,
-    OSError,
-)
-CACHE_ERRORS = (ConnectionInterrupted, *UNREACHABLE)
-
-
-def unreachable(exc: BaseException) -> bool:
-    """Whether `exc`, one of CACHE_ERRORS, says that the coordination cache could not be reached
-    or could not take a write (and not, say, that a key held an unexpected type)."""
-    return isinstance(exc.__cause__ if isinstance(exc, ConnectionInterrupted) else exc, UNREACHABLE)
 
 
 # How long a call waits when the guards could not be read (a Redis restart takes seconds).
@@ -346,9 +322,7 @@ def guarded(provider: str, side_effect: SideEffect) -> SideEffect:
                 limiter.acquire()
             breaker = circuit(provider)
             admission = breaker.before_call(ctx.idempotency_key)
-        except CACHE_ERRORS as exc:
-            if not unreachable(exc):
-                raise
+        except UNREACHABLE as exc:
             CALLS_DEFERRED.labels(provider, "coordination_unavailable").inc()
             raise Deferral(
                 f"{provider}: call not made, the coordination cache is unreachable ({exc})",
@@ -377,7 +351,5 @@ def _bookkeep(provider: str, record: Callable[..., object], *args: Any) -> None:
     """Tell the breaker how a call went; the call's outcome stands if the cache is unreachable."""
     try:
         record(*args)
-    except CACHE_ERRORS as exc:
-        if not unreachable(exc):
-            raise
+    except UNREACHABLE:
         log.warning("%s: the circuit breaker could not record a call's outcome", provider)

@@ -394,14 +394,6 @@ BOOKING_CIRCUIT_BREAKERS = env_json("BOOKING_CIRCUIT_BREAKERS", {})
 # outage flags: Redis in production (COORDINATION_CACHE_URL, else CACHE_URL); on one machine
 # without Redis (`make run`), a file cache under DATA_DIR that all local processes share.
 COORDINATION_CACHE_URL = env("COORDINATION_CACHE_URL", os.environ.get("CACHE_URL", ""))
-_coordination_cache = (
-    {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": COORDINATION_CACHE_URL}
-    if COORDINATION_CACHE_URL.startswith(("redis://", "rediss://", "unix://"))
-    else {
-        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-        "LOCATION": str(DATA_DIR / "coordination-cache"),
-    }
-)
 
 # --- Observability ----------------------------------------------------------------------------
 # Payload fields copied into every log line about a saga (the booking reference).
@@ -420,7 +412,14 @@ HEALTH_WORKER_PING_TIMEOUT = float(env("HEALTH_WORKER_PING_TIMEOUT", "1"))
 # in production. Without it each process keeps its own local memory (fine for `make run`).
 def cache_from_env(url: str) -> dict:
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": url}
+        return {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": url,
+            # A Redis that does not answer costs a request (a 503) or a step (a deferral) 1-2 s,
+            # not redis-py's 5. The same options for every alias: django-redis shares one
+            # connection pool per URL, made with the options of the first alias to connect.
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 2},
+        }
     if url.startswith("db://"):
         # needs `manage.py createcachetable`
         return {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": url[5:]}
@@ -429,8 +428,18 @@ def cache_from_env(url: str) -> dict:
     raise ImproperlyConfigured(f"CACHE_URL {url!r}: use redis://, db://<table> or locmem://")
 
 
-# The coordination cache is `caches["coordination"]` (django.core.cache) to the code.
-CACHES = {"default": cache_from_env(env("CACHE_URL", "")), "coordination": _coordination_cache}
+CACHES = {
+    "default": cache_from_env(env("CACHE_URL", "")),
+    # The coordination cache: `caches["coordination"]` to the code.
+    "coordination": (
+        cache_from_env(COORDINATION_CACHE_URL)
+        if COORDINATION_CACHE_URL.startswith(("redis://", "rediss://", "unix://"))
+        else {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DATA_DIR / "coordination-cache"),
+        }
+    ),
+}
 
 # --- Client API (bookings/api/) -------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -73,11 +73,7 @@ if not _coordination_url.startswith(_redis):
     raise ImproperlyConfigured("COORDINATION_CACHE_URL must be a Redis URL.")
 CACHES = {
     "default": cache_from_env(_cache_url),
-    "coordination": {
-        "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": _coordination_url,
-        "KEY_PREFIX": "coordination",
-    },
+    "coordination": {**cache_from_env(_coordination_url), "KEY_PREFIX": "coordination"},
 }
 
 # Providers: Stripe, the product's own inventory and fraud rules, SMTP (settings/base.py). A

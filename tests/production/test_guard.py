@@ -3,9 +3,7 @@ rate limit, sandbox outage switch."""
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -20,7 +18,7 @@ from bookings.providers.guard import (
     guarded,
     parse_rate,
 )
-from devtools.harness import RedisServer, free_port
+from devtools.harness import free_port
 from sagas.definition import StepContext
 from sagas.errors import Deferral, PermanentError, TransientError
 from sandbox import outage
@@ -275,22 +273,6 @@ def test_a_success_forgets_the_failures_read_with_the_state(settings):
     assert circuit("payments").status().is_open
     with pytest.raises(Deferral):
         step(ctx("k7"))
-
-
-@pytest.fixture
-def coordination_redis(settings) -> Iterator[RedisServer]:
-    """The coordination cache on a throwaway `redis-server` that a test may stop."""
-    if not shutil.which("redis-server"):
-        pytest.skip("no redis-server to run")
-    with RedisServer() as server:
-        settings.CACHES = {
-            **settings.CACHES,
-            "coordination": {
-                "BACKEND": "django_redis.cache.RedisCache",
-                "LOCATION": server.url(2),
-            },
-        }
-        yield server
 
 
 def test_with_the_coordination_cache_down_the_call_is_not_made_and_defers_for_free(

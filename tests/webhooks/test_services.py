@@ -564,6 +564,24 @@ def test_an_endpoint_at_its_concurrency_limit_defers_the_next_drain(
     assert services.drain(endpoint.pk) == {delivery.pk: "delivered"}  # the slot was given back
 
 
+def test_a_drain_that_cannot_reach_the_coordination_cache_sends_nothing_and_comes_back(
+    resource, receiver, coordination_redis, django_capture_on_commit_callbacks
+):
+    owner = UserFactory()
+    endpoint = endpoint_for(owner, receiver.url)
+    book(resource, owner=owner)
+    delivery = Delivery.objects.get()
+    coordination_redis.stop()  # no slot can be taken: the concurrency limit cannot be kept
+    with django_capture_on_commit_callbacks() as woken:
+        assert services.drain(endpoint.pk) == {}
+    assert len(woken) == 1  # another drain, WEBHOOK_DEFER seconds later
+    delivery.refresh_from_db()
+    assert delivery.attempts == 0 and delivery.status == "pending"
+    assert not Attempt.objects.exists() and receiver.received == []
+    coordination_redis.start()
+    assert services.drain(endpoint.pk) == {delivery.pk: "delivered"}
+
+
 def test_an_endpoint_failing_for_days_is_disabled_and_its_owner_and_operators_are_told(
     resource, settings, mailoutbox, django_capture_on_commit_callbacks
 ):
