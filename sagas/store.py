@@ -242,12 +242,15 @@ def _field(model: type[Model], name: str) -> Field:
 
 def _changed(obj: Model, before: dict[str, Any]) -> list[tuple[Field, Any]]:
     """(field, new value) for each column that changed since `before`, auto_now columns
-    included (set now, as Model.save would)."""
+    included: set now, as Model.save would, unless the change already set one (the hooks'
+    announcement stamps the time its event shows, which is then the time written)."""
     out = []
     for f in _columns(type(obj)):
         if f.attname not in before or f.attname == "version":
             continue
-        value = f.pre_save(obj, False)
+        value = getattr(obj, f.attname)
+        if value == before[f.attname]:
+            value = f.pre_save(obj, False)
         if value != before[f.attname]:
             out.append((f, value))
     return out
