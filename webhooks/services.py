@@ -282,18 +282,14 @@ def endpoint_slot(endpoint: Endpoint, limit: int) -> Iterator[bool]:
     coordination cache cannot say (the drain then waits, like a provider call: the limit holds).
     A slot held by a worker that died is freed when it expires (the drain's lease)."""
     store = caches["coordination"]
+    key = None
     try:
-        key = next(
-            (
-                key
-                for key in (f"webhooks:slot:{endpoint.pk}:{n}" for n in range(limit))
-                if store.add(key, 1, timeout=drain_lease())
-            ),
-            None,
-        )
+        for number in range(limit):
+            if store.add(f"webhooks:slot:{endpoint.pk}:{number}", 1, timeout=drain_lease()):
+                key = f"webhooks:slot:{endpoint.pk}:{number}"
+                break
     except UNREACHABLE:
         log.warning("endpoint %s: no drain slot (coordination cache)", endpoint.pk, exc_info=True)
-        key = None
     if key is None:
         yield False
         return

@@ -410,8 +410,11 @@ HEALTH_WORKER_PING_TIMEOUT = float(env("HEALTH_WORKER_PING_TIMEOUT", "1"))
 # --- Cache --------------------------------------------------------------------------------
 # API throttling counts requests here, so every web process must share it: CACHE_URL=redis://...
 # in production. Without it each process keeps its own local memory (fine for `make run`).
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
 def cache_from_env(url: str) -> dict:
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if url.startswith(REDIS_SCHEMES):
         return {
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": url,
@@ -433,7 +436,7 @@ CACHES = {
     # The coordination cache: `caches["coordination"]` to the code.
     "coordination": (
         cache_from_env(COORDINATION_CACHE_URL)
-        if COORDINATION_CACHE_URL.startswith(("redis://", "rediss://", "unix://"))
+        if COORDINATION_CACHE_URL.startswith(REDIS_SCHEMES)
         else {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
             "LOCATION": str(DATA_DIR / "coordination-cache"),

@@ -16,6 +16,7 @@ from .base import (
     BASE_DIR,
     BOOKING_PROVIDERS,
     INSTALLED_APPS,
+    REDIS_SCHEMES,
     cache_from_env,
     database_from_env,
     env,
@@ -64,12 +65,13 @@ if CELERY_BROKER_URL.startswith("filesystem"):
 
 # The cache is shared by every process (API throttling, circuit breakers, rate limits): Redis.
 # CACHE_URL defaults to the broker when that is Redis; with RabbitMQ it must be set.
-_redis = ("redis://", "rediss://", "unix://")
-_cache_url = env("CACHE_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(_redis) else "")
-if not _cache_url.startswith(_redis):
+_cache_url = env(
+    "CACHE_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(REDIS_SCHEMES) else ""
+)
+if not _cache_url.startswith(REDIS_SCHEMES):
     raise ImproperlyConfigured("CACHE_URL: production needs a Redis cache shared by all processes.")
 _coordination_url = env("COORDINATION_CACHE_URL", _cache_url)
-if not _coordination_url.startswith(_redis):
+if not _coordination_url.startswith(REDIS_SCHEMES):
     raise ImproperlyConfigured("COORDINATION_CACHE_URL must be a Redis URL.")
 CACHES = {
     "default": cache_from_env(_cache_url),

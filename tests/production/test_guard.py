@@ -297,7 +297,7 @@ def test_with_the_coordination_cache_down_the_call_is_not_made_and_defers_for_fr
         ("MASTERDOWN", redis.exceptions.MasterDownError),
     ],
 )
-def test_a_coordination_cache_become_a_replica_defers_the_call_for_free(
+def test_a_coordination_cache_turned_replica_defers_the_call_for_free(
     coordination_redis, settings, answer, raised
 ):
     """After a failover the address may reach a replica: writes answer READONLY and, if it
@@ -314,11 +314,7 @@ def test_a_coordination_cache_become_a_replica_defers_the_call_for_free(
     with pytest.raises(Deferral) as deferred:
         step(ctx("k1"))
     assert (deferred.value.code, deferred.value.bounded) == ("coordination_unavailable", True)
-    causes, cause = [], deferred.value.__cause__
-    while cause is not None:
-        causes.append(type(cause))
-        cause = cause.__cause__
-    assert raised in causes
+    assert isinstance(deferred.value.__cause__, raised)
     assert calls == []
     admin.replicaof("NO", "ONE")  # promoted
     assert step(ctx("k1")) == {}
