@@ -3,12 +3,16 @@
 The flag lives in the coordination cache with the outage's length as its expiry, so every worker
 sees it and it ends by itself. While it is set, every call to that sandbox fails with a transient
 error, exactly what a gateway that cannot be reached looks like to the saga. Each sandbox call
-reads the flag (one cache round trip): the sandbox is a demo and test tool, not a hot path."""
+reads the flag, like the guard reads a provider's circuit (bookings/providers/guard.py): a
+worker keeps its last reading that the sandbox is up for BOOKING_PROVIDER_HEALTH_TTL seconds, so
+an outage started from another process reaches it at most that late; one started or ended from
+this process is seen at once (an outage is never kept)."""
 
 from __future__ import annotations
 
 import time
 
+from django.conf import settings
 from django.core.cache import caches
 
 from bookings.providers.base import KINDS, ProviderUnavailable
@@ -25,6 +29,7 @@ def take_down(provider: str, seconds: float) -> float:
         raise ValueError(f"unknown provider {provider!r}; one of {', '.join(KINDS)}")
     until = time.time() + seconds
     caches["coordination"].set(_key(provider), until, timeout=max(1, round(seconds)))
+    caches["local"].delete(_up_key(provider))
     return until
 
 
@@ -46,5 +51,15 @@ def down_until(provider: str) -> float | None:
 
 def raise_if_down(provider: str) -> None:
     """Called first by every sandbox method: fail like an unreachable provider."""
+    local = caches["local"]
+    if local.get(_up_key(provider)):
+        return
     if down_until(provider) is not None:
         raise ProviderUnavailable(f"{provider} provider unavailable (sandbox outage)")
+    ttl = float(settings.BOOKING_PROVIDER_HEALTH_TTL)
+    if ttl > 0:
+        local.set(_up_key(provider), True, timeout=ttl)
+
+
+def _up_key(provider: str) -> str:
+    return f"sandbox:up:{provider}"

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from celery import current_app
 from django.conf import settings
+from django.core.cache import caches
 from django.db import connection
 
 from bookings.providers import base as providers
@@ -33,9 +34,12 @@ postgres_only = pytest.mark.skipif(
 
 @pytest.fixture(autouse=True)
 def _fresh_providers() -> Iterator[None]:
+    """New provider instances, and no reading of their health kept from another test."""
     providers.reset_cache()
+    caches["local"].clear()
     yield
     providers.reset_cache()
+    caches["local"].clear()
 
 
 @pytest.fixture

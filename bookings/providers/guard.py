@@ -28,6 +28,15 @@ engine also bounds how long deferrals may hold a step back (RetryPolicy.max_wait
 whose calls keep failing reaches its end state whether other traffic closes the circuit or not.
 A permanent error (a declined card) is an answer, so it counts as a success of the provider.
 
+Reading the shared state before every call would cost each step a round trip to Redis (a fifth
+of a worker's time on the peers' workload, measured: docs/performance.md). So a worker keeps
+its last reading that a circuit is healthy (closed, no failure counted) in its own memory
+(`caches["local"]`) for BOOKING_PROVIDER_HEALTH_TTL seconds and admits calls on it. A circuit
+that another worker opens stops this one's calls at most that late; a transient failure of this
+worker's own call drops its copy at once, and a reading of anything but health is never kept.
+A success admitted on such a copy forgets nothing: failures that another worker counted
+meanwhile are forgotten by the next success admitted on a fresh reading.
+
 The coordination cache itself can be unreachable (Redis restarting). Before the call that means
 the guards cannot be read: the call is not made and the step is deferred, without spending a
 retry and for at most max_wait in all, like a call held back by an open circuit. After the
@@ -171,7 +180,10 @@ class CircuitBreaker:
         self.window = window
         self.cool_down = cool_down
         self.probe_timeout = probe_timeout
+        self.local = caches["local"]
+        self.health_ttl = float(settings.BOOKING_PROVIDER_HEALTH_TTL)
         prefix = f"circuit:{provider}"
+        self._healthy_key = f"{prefix}:healthy"
         self._state_key = f"{prefix}:state"
         self._probe_key = f"{prefix}:probe"
         self._failures_key = f"{prefix}:failures"
@@ -184,6 +196,21 @@ class CircuitBreaker:
         epoch = int(read.get(self._epoch_key) or 0)
         return read.get(self._state_key), Admission(False, failures, epoch)
 
+    def _read_for_call(self) -> tuple[Any, Admission]:
+        """The state as _read, or this worker's recent reading of a healthy circuit (closed,
+        no failures counted): its epoch, kept for BOOKING_PROVIDER_HEALTH_TTL seconds."""
+        epoch = self.local.get(self._healthy_key)
+        if epoch is not None:
+            return None, Admission(False, 0, epoch)
+        state, seen = self._read()
+        if state is None and not seen.failures and self.health_ttl > 0:
+            self.local.set(self._healthy_key, seen.epoch, timeout=self.health_ttl)
+        return state, seen
+
+    def _forget_health(self) -> None:
+        """This worker's reading of a healthy circuit no longer holds (it saw a failure)."""
+        self.local.delete(self._healthy_key)
+
     def status(self) -> CircuitStatus:
         """The circuit as every worker sees it now."""
         state, seen = self._read()
@@ -195,8 +222,9 @@ class CircuitBreaker:
 
     def before_call(self, key: str) -> Admission:
         """Let the call through (circuit closed, or this call is the half-open probe), or raise
-        Deferral until the circuit may be probed. One cache round trip in the common case."""
-        state, seen = self._read()
+        Deferral until the circuit may be probed. In the common case no cache round trip (a
+        recent reading of a healthy circuit), or one."""
+        state, seen = self._read_for_call()
         if state is None:
             return seen
         now = _now()
@@ -246,6 +274,7 @@ class CircuitBreaker:
     def failed(self, key: str, admission: Admission | None = None) -> bool:
         """Count a transient failure of the call made with `key`; True when the circuit is
         open afterwards (this failure opened it, or it was the half-open probe)."""
+        self._forget_health()
         if admission is None:
             state, admission = self._read()
             if state is not None:
@@ -271,6 +300,7 @@ class CircuitBreaker:
         return True
 
     def _open(self, *, reason: str) -> None:
+        self._forget_health()
         now = _now()
         self.cache.set(
             self._state_key, {"opened_at": now, "retry_at": now + self.cool_down}, timeout=None
@@ -284,6 +314,7 @@ class CircuitBreaker:
 
     def reset(self) -> None:
         """Close the circuit and forget its failures (tests, or an operator after a fix)."""
+        self._forget_health()
         self.cache.delete_many([self._state_key, self._probe_key])
         self._forget_failures(self._read()[1].epoch)
 

@@ -394,6 +394,11 @@ BOOKING_CIRCUIT_BREAKERS = env_json("BOOKING_CIRCUIT_BREAKERS", {})
 # outage flags: Redis in production (COORDINATION_CACHE_URL, else CACHE_URL); on one machine
 # without Redis (`make run`), a file cache under DATA_DIR that all local processes share.
 COORDINATION_CACHE_URL = env("COORDINATION_CACHE_URL", os.environ.get("CACHE_URL", ""))
+# Seconds a worker trusts its last reading that a provider is healthy (its circuit closed with
+# no failure counted; a sandbox up) before it reads the coordination cache again: a circuit
+# opened, or a sandbox outage started, by another process stops this one's calls at most that
+# late (a failure of its own call, at once). 0: read before every call.
+BOOKING_PROVIDER_HEALTH_TTL = float(env("BOOKING_PROVIDER_HEALTH_TTL", "1"))
 
 # --- Observability ----------------------------------------------------------------------------
 # Payload fields copied into every log line about a saga (the booking reference).
@@ -431,6 +436,7 @@ def cache_from_env(url: str) -> dict:
     raise ImproperlyConfigured(f"CACHE_URL {url!r}: use redis://, db://<table> or locmem://")
 
 
+LOCAL_CACHE = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "local"}
 CACHES = {
     "default": cache_from_env(env("CACHE_URL", "")),
     # The coordination cache: `caches["coordination"]` to the code.
@@ -442,6 +448,9 @@ CACHES = {
             "LOCATION": str(DATA_DIR / "coordination-cache"),
         }
     ),
+    # This process's own memory: what a worker may keep of the coordination cache's readings
+    # for a short while (BOOKING_PROVIDER_HEALTH_TTL). Never shared, never a source of truth.
+    "local": LOCAL_CACHE,
 }
 
 # --- Client API (bookings/api/) -------------------------------------------------------------

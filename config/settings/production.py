@@ -16,6 +16,7 @@ from .base import (
     BASE_DIR,
     BOOKING_PROVIDERS,
     INSTALLED_APPS,
+    LOCAL_CACHE,
     REDIS_SCHEMES,
     cache_from_env,
     database_from_env,
@@ -76,6 +77,7 @@ if not _coordination_url.startswith(REDIS_SCHEMES):
 CACHES = {
     "default": cache_from_env(_cache_url),
     "coordination": {**cache_from_env(_coordination_url), "KEY_PREFIX": "coordination"},
+    "local": LOCAL_CACHE,
 }
 
 # Providers: Stripe, the product's own inventory and fraud rules, SMTP (settings/base.py). A

@@ -8,6 +8,7 @@ import time
 import pytest
 import redis
 from django.core.cache import caches
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.management import call_command
 
 from bookings.providers.guard import (
@@ -222,13 +223,67 @@ def count_round_trips(monkeypatch) -> list[str]:
     return calls
 
 
-def test_a_successful_call_costs_one_read_of_the_shared_cache_and_no_write(monkeypatch):
+@pytest.mark.parametrize("ttl", [0.3, 0])
+def test_successful_calls_read_the_shared_cache_once_per_health_ttl_and_write_nothing(
+    monkeypatch, settings, ttl
+):
+    settings.BOOKING_PROVIDER_HEALTH_TTL = ttl
     circuit("fraud").reset()
     step = guarded("fraud", lambda _ctx: {"ok": True})
     calls = count_round_trips(monkeypatch)
     for key in ("k1", "k2", "k3"):
         assert step(ctx(key)) == {"ok": True}
-    assert calls == ["get_many"] * 3
+    assert calls == ["get_many"] * (1 if ttl else 3)
+    time.sleep(0.35)
+    assert step(ctx("k4")) == {"ok": True}
+    assert calls == ["get_many"] * (2 if ttl else 4)
+
+
+def other_worker() -> CircuitBreaker:
+    """The payments breaker as another worker process has it: the same shared cache, its own
+    memory."""
+    other = CircuitBreaker("payments", caches["coordination"], failure_threshold=1)
+    other.local = LocMemCache("another-worker", {})
+    return other
+
+
+@pytest.mark.parametrize("ttl", [0.3, 0])
+def test_a_circuit_another_worker_opens_stops_this_ones_calls_at_most_a_health_ttl_later(
+    settings, ttl
+):
+    settings.BOOKING_PROVIDER_HEALTH_TTL = ttl
+    settings.BOOKING_CIRCUIT_BREAKERS = {"payments": {"failure_threshold": 1, "cool_down": 30}}
+    circuit("payments").reset()
+    made = []
+    step = guarded("payments", lambda c: made.append(c.idempotency_key) or {"ok": True})
+    step(ctx("before"))
+    assert other_worker().failed("elsewhere") is True  # opened, in the shared cache only
+    if ttl:  # this worker read the circuit healthy a moment ago: it still calls
+        step(ctx("within-ttl"))
+        time.sleep(0.35)
+    with pytest.raises(Deferral) as deferred:
+        step(ctx("after"))
+    assert deferred.value.code == "circuit_open"
+    assert made == (["before", "within-ttl"] if ttl else ["before"])
+
+
+def test_a_failure_of_this_workers_own_call_stops_its_next_call_at_once(settings):
+    settings.BOOKING_PROVIDER_HEALTH_TTL = 60
+    settings.BOOKING_CIRCUIT_BREAKERS = {"payments": {"failure_threshold": 1, "cool_down": 30}}
+    circuit("payments").reset()
+    fail = [False, True]
+
+    def call(_ctx: StepContext) -> dict:
+        if fail.pop(0):
+            raise TransientError("gateway timeout", code="gateway")
+        return {"ok": True}
+
+    step = guarded("payments", call)
+    step(ctx("healthy"))  # read healthy, kept for a minute
+    with pytest.raises(TransientError):
+        step(ctx("fails"))  # opens the circuit
+    with pytest.raises(Deferral):
+        step(ctx("next"))
 
 
 def test_an_outage_flag_set_before_the_call_is_seen_by_it():
@@ -248,6 +303,22 @@ def test_an_outage_flag_set_before_the_call_is_seen_by_it():
     finally:
         outage.bring_up("fraud")
     assert step(ctx("after")) == {"ok": True}
+
+
+@pytest.mark.parametrize("ttl", [0.3, 0])
+def test_an_outage_started_by_another_process_reaches_this_one_at_most_a_health_ttl_later(
+    settings, ttl
+):
+    settings.BOOKING_PROVIDER_HEALTH_TTL = ttl
+    outage.raise_if_down("fraud")  # up
+    # Another process takes it down: the flag in the shared cache, nothing in this memory.
+    caches["coordination"].set(outage._key("fraud"), time.time() + 30, timeout=30)
+    if ttl:
+        outage.raise_if_down("fraud")  # read up a moment ago
+        time.sleep(0.35)
+    with pytest.raises(TransientError) as down:
+        outage.raise_if_down("fraud")
+    assert down.value.code == "provider_unavailable"
 
 
 def test_a_success_forgets_the_failures_read_with_the_state(settings):
