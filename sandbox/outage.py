@@ -54,11 +54,12 @@ def raise_if_down(provider: str) -> None:
     local = caches["local"]
     if local.get(_up_key(provider)):
         return
+    started = time.monotonic()
     if down_until(provider) is not None:
         raise ProviderUnavailable(f"{provider} provider unavailable (sandbox outage)")
-    ttl = float(settings.BOOKING_PROVIDER_HEALTH_TTL)
-    if ttl > 0:
-        local.set(_up_key(provider), True, timeout=ttl)
+    left = settings.BOOKING_PROVIDER_HEALTH_TTL - (time.monotonic() - started)
+    if left > 0:
+        local.set(_up_key(provider), True, timeout=left)
 
 
 def _up_key(provider: str) -> str:

@@ -13,7 +13,8 @@ window without spending a retry.
 
 Circuit breaker: transient failures from `failure_threshold` different calls (idempotency keys,
 so one flaky booking retrying cannot trip it alone) with no success in between, within
-`window` seconds, open the circuit. A success of any call forgets the failures counted so far,
+`window` seconds, open the circuit. A success of any call forgets the failures counted so far
+(as its process read them at most BOOKING_PROVIDER_HEALTH_TTL ago: see below),
 so a few bookings that fail on their own (a card whose void is always refused) among healthy
 traffic never open it. While it is open the provider's steps are not attempted: they raise
 `Deferral` until the cool-down ends, so a short outage does not burn their retries. After the
@@ -28,19 +29,23 @@ engine also bounds how long deferrals may hold a step back (RetryPolicy.max_wait
 whose calls keep failing reaches its end state whether other traffic closes the circuit or not.
 A permanent error (a declined card) is an answer, so it counts as a success of the provider.
 
-Reading the shared state before every call would cost each step a round trip to Redis (a fifth
-of a worker's time on the peers' workload, measured: docs/performance.md). So a worker keeps
-its last reading that a circuit is healthy (closed, no failure counted) in its own memory
-(`caches["local"]`) for BOOKING_PROVIDER_HEALTH_TTL seconds and admits calls on it. A circuit
-that another worker opens stops this one's calls at most that late; a transient failure of this
-worker's own call drops its copy at once, and a reading of anything but health is never kept.
-A success admitted on such a copy forgets nothing: failures that another worker counted
-meanwhile are forgotten by the next success admitted on a fresh reading.
+Reading the circuit before every call would cost each step a round trip to Redis (4 MGET per
+saga; docs/performance.md, 2026-12-07). So each process keeps its last reading that a circuit is
+healthy (closed, no failure counted) in its own memory (`caches["local"]`) for
+BOOKING_PROVIDER_HEALTH_TTL seconds, counted from when the reading started, and admits calls
+on it. A circuit that another process opens stops this one's calls at most that late; a
+transient failure of this process's own call drops its copy at once (and a reading started
+before that failure is not kept), and a reading of anything but health is never kept. A success
+admitted on such a copy forgets nothing: failures that another process counted meanwhile are
+forgotten by the next success admitted on a fresh reading. A failure admitted on it is counted
+on a fresh reading. (A rate limit, when configured, still takes its counter in Redis per call.)
 
 The coordination cache itself can be unreachable (Redis restarting). Before the call that means
 the guards cannot be read: the call is not made and the step is deferred, without spending a
-retry and for at most max_wait in all, like a call held back by an open circuit. After the
-call the provider's answer stands and only the breaker's bookkeeping of it is lost (logged).
+retry and for at most max_wait in all, like a call held back by an open circuit (a process that
+read the circuit healthy less than BOOKING_PROVIDER_HEALTH_TTL ago still makes its calls until
+then). After the call the provider's answer stands and only the breaker's bookkeeping of it is
+lost (logged).
 """
 
 from __future__ import annotations
@@ -148,15 +153,18 @@ class CircuitStatus:
 @dataclass(frozen=True)
 class Admission:
     """What before_call found: whether this call is the half-open probe, and the failure count
-    it saw (a success then knows whether there is anything to forget)."""
+    it saw (a success then knows whether there is anything to forget); `kept`: read from this
+    process's copy of a healthy reading, not from the shared cache."""
 
     probe: bool
     failures: int
     epoch: int
+    kept: bool = False
 
 
 class CircuitBreaker:
-    """One provider's breaker; every method reads and writes the shared cache.
+    """One provider's breaker: its state in the shared cache, and this process's copy of a
+    recent healthy reading of it (see the module's docstring).
 
     Keys: `state` (absent: closed; else when it opened and when it may be probed), `probe`
     (the key of the call probing it), `failures` (distinct failed calls since the last success),
@@ -184,6 +192,7 @@ class CircuitBreaker:
         self.health_ttl = float(settings.BOOKING_PROVIDER_HEALTH_TTL)
         prefix = f"circuit:{provider}"
         self._healthy_key = f"{prefix}:healthy"
+        self._forgot_key = f"{prefix}:forgot"
         self._state_key = f"{prefix}:state"
         self._probe_key = f"{prefix}:probe"
         self._failures_key = f"{prefix}:failures"
@@ -201,14 +210,22 @@ class CircuitBreaker:
         no failures counted): its epoch, kept for BOOKING_PROVIDER_HEALTH_TTL seconds."""
         epoch = self.local.get(self._healthy_key)
         if epoch is not None:
-            return None, Admission(False, 0, epoch)
+            return None, Admission(False, 0, epoch, kept=True)
+        started = time.monotonic()
         state, seen = self._read()
-        if state is None and not seen.failures and self.health_ttl > 0:
-            self.local.set(self._healthy_key, seen.epoch, timeout=self.health_ttl)
+        left = self.health_ttl - (time.monotonic() - started)
+        if state is None and not seen.failures and left > 0:
+            # Not if this process saw a failure while the reading was on its way (a thread of
+            # a `--pool threads` worker): the reading may predate it.
+            forgot = self.local.get(self._forgot_key)
+            if forgot is None or forgot < started:
+                self.local.set(self._healthy_key, seen.epoch, timeout=left)
         return state, seen
 
     def _forget_health(self) -> None:
-        """This worker's reading of a healthy circuit no longer holds (it saw a failure)."""
+        """This process's reading of a healthy circuit no longer holds (it saw a failure)."""
+        # Kept past any reading that started before now (the cache's read timeouts: seconds).
+        self.local.set(self._forgot_key, time.monotonic(), timeout=self.health_ttl + 10)
         self.local.delete(self._healthy_key)
 
     def status(self) -> CircuitStatus:
@@ -279,6 +296,8 @@ class CircuitBreaker:
             state, admission = self._read()
             if state is not None:
                 admission = Admission(True, admission.failures, admission.epoch)
+        elif admission.kept:  # the copy's epoch may be old: count the failure in the current one
+            admission = self._read()[1]
         # Count each call once, however many times it is retried within the window.
         first_failure = self.cache.add(
             self._marker(admission.epoch, key), 1, timeout=int(self.window + self.cool_down * 2)

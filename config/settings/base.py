@@ -384,9 +384,10 @@ CELERY_TASK_QUEUES = celery_queues(
 BOOKING_PROVIDER_RATE_LIMITS = env_json("BOOKING_PROVIDER_RATE_LIMITS", {})
 # Circuit breakers, one per provider, their state shared by all workers (coordination cache):
 # `failure_threshold` transient failures from that many different calls (idempotency keys) with
-# no success in between, within `window` seconds, open the circuit; calls not made while it is
-# open wait `cool_down` seconds without spending retries (at most a step's `max_wait` in all);
-# one half-open probe closes it again, or, failing, spends its attempt and opens it again.
+# no success in between (as read within BOOKING_PROVIDER_HEALTH_TTL), within `window` seconds,
+# open the circuit; calls not made while it is open wait `cool_down` seconds without spending
+# retries (at most a step's `max_wait` in all); one half-open probe closes it again, or,
+# failing, spends its attempt and opens it again.
 # Per-provider overrides: BOOKING_CIRCUIT_BREAKERS='{"payments": {"cool_down": 60}}'.
 BOOKING_CIRCUIT_BREAKER_DEFAULTS = {"failure_threshold": 5, "window": 60, "cool_down": 15}
 BOOKING_CIRCUIT_BREAKERS = env_json("BOOKING_CIRCUIT_BREAKERS", {})
@@ -394,11 +395,16 @@ BOOKING_CIRCUIT_BREAKERS = env_json("BOOKING_CIRCUIT_BREAKERS", {})
 # outage flags: Redis in production (COORDINATION_CACHE_URL, else CACHE_URL); on one machine
 # without Redis (`make run`), a file cache under DATA_DIR that all local processes share.
 COORDINATION_CACHE_URL = env("COORDINATION_CACHE_URL", os.environ.get("CACHE_URL", ""))
-# Seconds a worker trusts its last reading that a provider is healthy (its circuit closed with
-# no failure counted; a sandbox up) before it reads the coordination cache again: a circuit
-# opened, or a sandbox outage started, by another process stops this one's calls at most that
-# late (a failure of its own call, at once). 0: read before every call.
+# Seconds a worker process trusts its last reading that a provider is healthy (its circuit
+# closed with no failure counted; a sandbox up) before it reads the coordination cache again: a
+# circuit opened, or a sandbox outage started, by another process stops this one's calls at
+# most that late (a failure of its own call, at once). 0: read before every call. Keep it well
+# below the circuits' cool_down.
 BOOKING_PROVIDER_HEALTH_TTL = float(env("BOOKING_PROVIDER_HEALTH_TTL", "1"))
+if not 0 <= BOOKING_PROVIDER_HEALTH_TTL <= 10:  # NaN and inf fail this too
+    raise ImproperlyConfigured(
+        f"BOOKING_PROVIDER_HEALTH_TTL={BOOKING_PROVIDER_HEALTH_TTL}: seconds, from 0 to 10"
+    )
 
 # --- Observability ----------------------------------------------------------------------------
 # Payload fields copied into every log line about a saga (the booking reference).

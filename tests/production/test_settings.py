@@ -71,3 +71,10 @@ def test_rabbitmq_broker_with_a_redis_cache_is_accepted():
     env = {**GOOD, "CELERY_BROKER_URL": "amqp://guest@rabbit//", "CACHE_URL": "redis://r:6379/1"}
     result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("ttl", ["-1", "inf", "nan", "60"])
+def test_a_provider_health_ttl_that_would_hide_an_open_circuit_refuses_to_start(ttl):
+    result = manage("check", env={**GOOD, "BOOKING_PROVIDER_HEALTH_TTL": ttl})
+    assert result.returncode != 0
+    assert "BOOKING_PROVIDER_HEALTH_TTL" in result.stderr and "from 0 to 10" in result.stderr
