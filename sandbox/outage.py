@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import time
 
-from django.conf import settings
 from django.core.cache import caches
 
 from bookings.providers.base import KINDS, ProviderUnavailable
-from config.cache import UNREACHABLE
+from config.cache import UNREACHABLE, KeptReading
 
 
 def _key(provider: str) -> str:
@@ -29,7 +28,7 @@ def take_down(provider: str, seconds: float) -> float:
         raise ValueError(f"unknown provider {provider!r}; one of {', '.join(KINDS)}")
     until = time.time() + seconds
     caches["coordination"].set(_key(provider), until, timeout=max(1, round(seconds)))
-    caches["local"].delete(_up_key(provider))
+    KeptReading(_up_key(provider)).drop()
     return until
 
 
@@ -51,15 +50,13 @@ def down_until(provider: str) -> float | None:
 
 def raise_if_down(provider: str) -> None:
     """Called first by every sandbox method: fail like an unreachable provider."""
-    local = caches["local"]
-    if local.get(_up_key(provider)):
+    up = KeptReading(_up_key(provider))
+    if up.get():
         return
     started = time.monotonic()
     if down_until(provider) is not None:
         raise ProviderUnavailable(f"{provider} provider unavailable (sandbox outage)")
-    left = settings.BOOKING_PROVIDER_HEALTH_TTL - (time.monotonic() - started)
-    if left > 0:
-        local.set(_up_key(provider), True, timeout=left)
+    up.keep(True, started)
 
 
 def _up_key(provider: str) -> str:

@@ -285,8 +285,9 @@ def endpoint_slot(endpoint: Endpoint, limit: int) -> Iterator[bool]:
     key = None
     try:
         for number in range(limit):
-            if store.add(f"webhooks:slot:{endpoint.pk}:{number}", 1, timeout=drain_lease()):
-                key = f"webhooks:slot:{endpoint.pk}:{number}"
+            slot = f"webhooks:slot:{endpoint.pk}:{number}"
+            if store.add(slot, 1, timeout=drain_lease()):
+                key = slot
                 break
     except UNREACHABLE:
         log.warning("endpoint %s: no drain slot (coordination cache)", endpoint.pk, exc_info=True)

@@ -63,7 +63,7 @@ from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
 from prometheus_client import Counter
 
-from config.cache import UNREACHABLE
+from config.cache import UNREACHABLE, KeptReading
 from sagas.definition import SideEffect, StepContext
 from sagas.errors import Deferral, PermanentError, TransientError
 
@@ -188,11 +188,8 @@ class CircuitBreaker:
         self.window = window
         self.cool_down = cool_down
         self.probe_timeout = probe_timeout
-        self.local = caches["local"]
-        self.health_ttl = float(settings.BOOKING_PROVIDER_HEALTH_TTL)
         prefix = f"circuit:{provider}"
-        self._healthy_key = f"{prefix}:healthy"
-        self._forgot_key = f"{prefix}:forgot"
+        self.health = KeptReading(f"{prefix}:healthy")
         self._state_key = f"{prefix}:state"
         self._probe_key = f"{prefix}:probe"
         self._failures_key = f"{prefix}:failures"
@@ -208,25 +205,14 @@ class CircuitBreaker:
     def _read_for_call(self) -> tuple[Any, Admission]:
         """The state as _read, or this worker's recent reading of a healthy circuit (closed,
         no failures counted): its epoch, kept for BOOKING_PROVIDER_HEALTH_TTL seconds."""
-        epoch = self.local.get(self._healthy_key)
+        epoch = self.health.get()
         if epoch is not None:
             return None, Admission(False, 0, epoch, kept=True)
         started = time.monotonic()
         state, seen = self._read()
-        left = self.health_ttl - (time.monotonic() - started)
-        if state is None and not seen.failures and left > 0:
-            # Not if this process saw a failure while the reading was on its way (a thread of
-            # a `--pool threads` worker): the reading may predate it.
-            forgot = self.local.get(self._forgot_key)
-            if forgot is None or forgot < started:
-                self.local.set(self._healthy_key, seen.epoch, timeout=left)
+        if state is None and not seen.failures:
+            self.health.keep(seen.epoch, started)
         return state, seen
-
-    def _forget_health(self) -> None:
-        """This process's reading of a healthy circuit no longer holds (it saw a failure)."""
-        # Kept past any reading that started before now (the cache's read timeouts: seconds).
-        self.local.set(self._forgot_key, time.monotonic(), timeout=self.health_ttl + 10)
-        self.local.delete(self._healthy_key)
 
     def status(self) -> CircuitStatus:
         """The circuit as every worker sees it now."""
@@ -291,7 +277,7 @@ class CircuitBreaker:
     def failed(self, key: str, admission: Admission | None = None) -> bool:
         """Count a transient failure of the call made with `key`; True when the circuit is
         open afterwards (this failure opened it, or it was the half-open probe)."""
-        self._forget_health()
+        self.health.drop()
         if admission is None:
             state, admission = self._read()
             if state is not None:
@@ -319,7 +305,7 @@ class CircuitBreaker:
         return True
 
     def _open(self, *, reason: str) -> None:
-        self._forget_health()
+        self.health.drop()
         now = _now()
         self.cache.set(
             self._state_key, {"opened_at": now, "retry_at": now + self.cool_down}, timeout=None
@@ -333,7 +319,7 @@ class CircuitBreaker:
 
     def reset(self) -> None:
         """Close the circuit and forget its failures (tests, or an operator after a fix)."""
-        self._forget_health()
+        self.health.drop()
         self.cache.delete_many([self._state_key, self._probe_key])
         self._forget_failures(self._read()[1].epoch)
 

@@ -19,6 +19,7 @@ from bookings.providers.guard import (
     guarded,
     parse_rate,
 )
+from config.cache import KeptReading
 from devtools.harness import free_port
 from sagas.definition import StepContext
 from sagas.errors import Deferral, PermanentError, TransientError
@@ -260,7 +261,7 @@ def other_worker(failure_threshold: int = 1) -> CircuitBreaker:
     """The payments breaker as another worker process has it: the same shared cache, its own
     memory."""
     other = CircuitBreaker("payments", caches["coordination"], failure_threshold=failure_threshold)
-    other.local = LocMemCache("another-worker", {})
+    other.health = KeptReading(other.health.key, LocMemCache("another-worker", {}))
     return other
 
 
@@ -332,7 +333,7 @@ def test_a_reading_that_started_before_a_failure_of_this_process_is_not_kept(set
 
     def read_while_another_thread_fails():  # type: ignore[no-untyped-def]
         answer = read()  # healthy, as read before the failure below
-        breaker_._forget_health()
+        breaker_.health.drop()
         return answer
 
     breaker_._read = read_while_another_thread_fails  # type: ignore[method-assign]
