@@ -223,16 +223,21 @@ DJANGO_STRUCTLOG_CELERY_TASK_START_LOG_LEVEL = logging.DEBUG
 DJANGO_STRUCTLOG_TRUST_UPSTREAM_REQUEST_ID = env_bool("TRUST_UPSTREAM_REQUEST_ID", True)
 
 # --- Celery -------------------------------------------------------------------------------
-# Delivery is at-least-once: a message is acknowledged only after its task ran, a message whose
-# worker died goes back to the queue, and each worker holds one message at a time.
+# Delivery is at-least-once: a message is acknowledged only after its task ran, each worker
+# holds one message at a time, and a message whose worker died is recovered by the record it
+# carries the id of (docs/guarantees.md): RabbitMQ also puts it back in the queue at once.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
 
 
 def broker_transport_options(broker_url: str, data_dir: Path) -> dict:
-    options: dict = {
-        # Must exceed the longest retry countdown (Redis holds ETA messages unacknowledged).
-        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900),
-    }
+    options: dict = {}
+    if broker_url.startswith("redis"):
+        # kombu's Redis transport can emulate acknowledgements: it keeps every message it hands
+        # out in a second structure until the ack, and puts it back after a visibility timeout
+        # if its worker died. Every task here is recovered by the record it names instead (an
+        # attempt's lease, a delivery's next attempt, the beat's next sweep), and sooner, so
+        # the emulation would only cost two Redis transactions per message.
+        options["ack_emulation"] = False
     if broker_url.startswith("filesystem"):
         queue_dir = data_dir / "broker"
         for sub in ("queue", "processed"):
@@ -579,7 +584,7 @@ WEBHOOK_CIRCUIT = env_json("WEBHOOK_CIRCUIT", {"failure_threshold": 5, "cool_dow
 # operators (ADMINS) are told.
 WEBHOOK_DISABLE_AFTER = env_int("WEBHOOK_DISABLE_AFTER", 5 * 24 * 3600)
 # A retry due within this many seconds is sent with a countdown; a later one by the sweeper
-# (a broker holds countdown messages unacknowledged, CELERY_VISIBILITY_TIMEOUT).
+# (a worker holds countdown messages in memory until they are due).
 WEBHOOK_COUNTDOWN_MAX = float(env("WEBHOOK_COUNTDOWN_MAX", "300"))
 # The sweeper sends a due delivery again when its message has not been taken this long after
 # it was due (lost between commit and broker, or its worker died).
