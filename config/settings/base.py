@@ -224,14 +224,15 @@ DJANGO_STRUCTLOG_TRUST_UPSTREAM_REQUEST_ID = env_bool("TRUST_UPSTREAM_REQUEST_ID
 
 # --- Celery -------------------------------------------------------------------------------
 # Delivery is at-least-once: a message is acknowledged only after its task ran, each worker
-# holds one message at a time, and a message whose worker died is recovered by the record it
-# carries the id of (docs/guarantees.md): RabbitMQ also puts it back in the queue at once.
+# holds one message at a time, a message whose pool process died goes back to the queue, and
+# one held by a killed worker is recovered by the record it names (docs/guarantees.md; on
+# RabbitMQ the broker also puts it back at once).
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
 
 
 def broker_transport_options(broker_url: str, data_dir: Path) -> dict:
     options: dict = {}
-    if broker_url.startswith("redis"):
+    if broker_url.startswith(("redis", "sentinel")):
         # kombu's Redis transport can emulate acknowledgements: it keeps every message it hands
         # out in a second structure until the ack, and puts it back after a visibility timeout
         # if its worker died. Every task here is recovered by the record it names instead (an

@@ -2,7 +2,9 @@
 provider call and the commit of its outcome, messages lost after commit, every message
 delivered several times. Each ends with the effect exactly once."""
 
+import json
 import tempfile
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -48,14 +50,41 @@ def test_worker_killed_mid_step_is_recovered_with_the_effect_once(start_worker):
     slow.kill()
     assert reload(booking).state == "preauthorizing"
     start_worker("rescuer")
-    # RabbitMQ requeues the dead worker's unacknowledged message at once; Redis only after its
-    # visibility timeout, and the filesystem queue never: there the sweeper re-sends it.
+    # RabbitMQ requeues the dead worker's unacknowledged message at once; Redis and the
+    # filesystem queue do not (no acknowledgement emulation): there the sweeper re-sends it.
     [booking] = settle_with_sweeper([booking], timeout=60)
     assert booking.state == "completed"
     auth = PaymentAuthorization.objects.get()
     assert auth.status == "authorized" and auth.attempts == 1  # the second call was a replay
     row = SagaStep.objects.get(saga_id=booking.saga_id, name="preauthorize")
     assert row.status == "succeeded"
+    assert_invariants([booking])
+
+
+def test_a_worker_killed_while_holding_a_delayed_retry_still_makes_it_once(start_worker):
+    """A retry waits, as a countdown message, in the worker that took it. That worker is killed:
+    RabbitMQ puts the message back; Redis and the filesystem queue do not, and the sweeper sends
+    the attempt again once its lease runs out. Either way the retry is made, once."""
+    later = {"booking.preauthorize": {"initial_delay": 3, "max_delay": 3, "jitter": 0}}
+    env = {"SAGA_STEP_SETTINGS_OVERRIDES": json.dumps(later)}
+    holder = start_worker("holder", pool="solo", extra_env=env)
+    booking = book(ResourceFactory(code="garden-room"), token="tok_flaky")  # fails twice
+    wait_for(
+        lambda: SagaStep.objects.filter(
+            saga_id=booking.saga_id, name="preauthorize", status=SagaStep.Status.RETRYING
+        ).exists(),
+        timeout=30,
+        what="the first authorization attempt's failure",
+    )
+    time.sleep(1)  # the retry, due 3 s after the failure, is in the worker's hands now
+    holder.kill()
+    start_worker("rescuer", extra_env=env)
+    [booking] = settle_with_sweeper([booking], timeout=60)
+    assert booking.state == "completed"
+    auth = PaymentAuthorization.objects.get()
+    assert auth.status == "authorized" and auth.attempts == 3  # two timeouts, then the hold
+    attempts = SagaStep.objects.filter(saga_id=booking.saga_id, name="preauthorize")
+    assert [a.status for a in attempts.order_by("attempt")] == ["retrying", "retrying", "succeeded"]
     assert_invariants([booking])
 
 
