@@ -22,8 +22,8 @@ def _counted(
     the stay, counted by the database (a resource with many rooms has as many overlapping
     reservations: they are not brought back one by one).
 
-    Plain SQL that PostgreSQL and SQLite both run: built with the ORM (a filtered Count per
-    night), compiling the query cost more CPU than the reservation's other work together."""
+    Plain SQL that PostgreSQL and SQLite both run: the ORM's form of it (a filtered Count per
+    night) was costly to compile on every reservation (docs/performance.md)."""
     nights = [check_in + timedelta(days=n) for n in range((check_out - check_in).days)]
     day = connection.ops.adapt_datefield_value
     table = connection.ops.quote_name(InventoryReservation._meta.db_table)

@@ -9,6 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from celery import current_app
+from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone
 
@@ -61,6 +63,17 @@ def test_worker_killed_mid_step_is_recovered_with_the_effect_once(start_worker):
     assert_invariants([booking])
 
 
+def waiting_messages() -> int:
+    """Messages in the test queue that no worker has taken."""
+    with current_app.connection_for_write() as conn:
+        try:
+            return conn.default_channel.queue_declare(
+                settings.CELERY_TASK_DEFAULT_QUEUE, passive=True
+            ).message_count
+        except conn.channel_errors:  # Redis keeps no empty queue: not found is empty
+            return 0
+
+
 def test_a_worker_killed_while_holding_a_delayed_retry_still_makes_it_once(start_worker):
     """A retry waits, as a countdown message, in the worker that took it. That worker is killed:
     RabbitMQ puts the message back; Redis and the filesystem queue do not, and the sweeper sends
@@ -76,7 +89,8 @@ def test_a_worker_killed_while_holding_a_delayed_retry_still_makes_it_once(start
         timeout=30,
         what="the first authorization attempt's failure",
     )
-    time.sleep(1)  # the retry, due 3 s after the failure, is in the worker's hands now
+    time.sleep(1)  # the retry is due 3 s after the failure: the worker holds it, waiting
+    assert waiting_messages() == 0
     holder.kill()
     start_worker("rescuer", extra_env=env)
     [booking] = settle_with_sweeper([booking], timeout=60)
