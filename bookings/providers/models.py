@@ -87,8 +87,12 @@ class InventoryReservation(models.Model):
     released_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        # A stay is counted against the reservations that end after it starts (inventory.py):
+        # led by check_out, the index reads only those, a set bounded by how far ahead bookings
+        # go, and never the past stays that pile up over the years (led by check_in, it read
+        # every stay that started before this one ends, the whole history included).
         indexes = [
-            models.Index(fields=["resource", "status", "check_in"], name="reservation_lookup"),
+            models.Index(fields=["resource", "status", "check_out"], name="reservation_ends"),
         ]
         constraints = unique("inventoryreservation", "idempotency_key", "reference")
 
