@@ -10,12 +10,14 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RemoveIndex(
-            model_name="inventoryreservation",
-            name="reservation_lookup",
-        ),
+        # The new index first: building it blocks writes, not reads; dropping the old one takes
+        # the table's exclusive lock, held until the migration commits, so it comes last.
         migrations.AddIndex(
             model_name="inventoryreservation",
             index=models.Index(fields=["resource", "status", "check_out"], name="reservation_ends"),
+        ),
+        migrations.RemoveIndex(
+            model_name="inventoryreservation",
+            name="reservation_lookup",
         ),
     ]
