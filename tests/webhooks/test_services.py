@@ -661,6 +661,33 @@ def test_a_later_event_of_a_booking_waits_for_the_earlier_ones_first_attempt(
     assert [r.json["sequence"] for r in receiver.received] == [1, 2]
 
 
+def test_only_an_earlier_first_attempt_to_the_same_endpoint_holds_a_later_event_back(
+    resource, receiver
+):
+    owner = UserFactory()
+    first, second = endpoint_for(owner, receiver.url), endpoint_for(owner, receiver.url)
+    held_back, retried = book(resource, owner=owner), book(resource, owner=owner)
+    for booking in (held_back, retried):
+        drive(booking.saga_id)
+
+    def delivery(booking: Booking, endpoint: Endpoint, sequence: int) -> Delivery:
+        return Delivery.objects.get(
+            endpoint=endpoint, event__subject_id=str(booking.pk), event__sequence=sequence
+        )
+
+    later = timezone.now() + timedelta(seconds=30)
+    # To the first endpoint: one booking's first event is held by another drain (no attempt
+    # yet), the other's waits for its retry (one attempt made).
+    Delivery.objects.filter(pk=delivery(held_back, first, 1).pk).update(next_attempt_at=later)
+    Delivery.objects.filter(pk=delivery(retried, first, 1).pk).update(
+        next_attempt_at=later, attempts=1
+    )
+    assert services.drain(first.pk) == {delivery(retried, first, 2).pk: "delivered"}
+    # The other endpoint's deliveries wait for nothing of the first's.
+    assert set(services.drain(second.pk).values()) == {"delivered"}
+    assert Delivery.objects.filter(endpoint=second, status=Delivery.Status.SUCCEEDED).count() == 4
+
+
 @pytest.mark.django_db(transaction=True)
 def test_drains_of_one_endpoint_running_at_once_send_each_delivery_once(settings):
     """Each drain claims what it sends: two drains at the same moment (two workers) share the
