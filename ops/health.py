@@ -1,7 +1,8 @@
 """/health/: the database, the caches, the broker, whether a worker answers on every queue, and
 the providers' circuit breakers (django-health-check 4.x checks).
 
-Status: 200 when everything answers, 500 when a dependency is down, so a load balancer or an
+Status: 200 when everything answers, 503 with Retry-After when a dependency is down (as every
+other answer the service gives while a dependency is down), so a load balancer or an
 orchestrator can probe it. An open circuit is a *warning*: it is shown, but it does not fail the
 probe, because taking web nodes out of the pool does not bring a payment gateway back.
 `/health/web/` checks only what a web node needs itself (database, caches), for a load balancer
@@ -25,6 +26,8 @@ from health_check.exceptions import ServiceUnavailable, ServiceWarning
 from health_check.views import HealthCheckView
 
 from bookings.providers.guard import circuit_states
+
+from .unavailable import retry_after
 
 
 @dataclasses.dataclass
@@ -119,8 +122,12 @@ class HealthView(HealthCheckView):
 
     async def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         response = await super().get(request, *args, **kwargs)
-        if response.status_code == 500 and only_warnings(self.results):
-            response.status_code = 200
+        if response.status_code == 500:  # django-health-check's "a check failed"
+            if only_warnings(self.results):
+                response.status_code = 200
+            else:  # a dependency is down, not a bug here
+                response.status_code = 503
+                response["Retry-After"] = retry_after()
         return response
 
 

@@ -26,7 +26,7 @@ def demo(settings, tmp_path) -> None:
 
 
 class Health:
-    """A stand-in web server: /health/ answers 500 (workers not up yet) `failures` times, then
+    """A stand-in web server: /health/ answers 503 (workers not up yet) `failures` times, then
     200 with `body`; it records when the banner's poller asked."""
 
     def __init__(self, failures: int, body: dict[str, str]) -> None:
@@ -38,7 +38,7 @@ class Health:
                 health.requests += 1
                 ok = self.path == "/health/" and health.requests > health.failures
                 payload = json.dumps(health.body).encode()
-                self.send_response(200 if ok else 500)
+                self.send_response(200 if ok else 503)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
@@ -66,7 +66,7 @@ def test_the_banner_waits_until_health_answers_200(demo, health):
     call_command(
         "demo_info", "--port", str(health.port), "--after-start", "30", stdout=out, stderr=err
     )
-    assert health.requests == 3  # two 500s while the workers start, then the 200
+    assert health.requests == 3  # two 503s while the workers start, then the 200
     assert f"http://127.0.0.1:{health.port}/admin/" in out.getvalue()
     assert "curl -s -X POST" in out.getvalue()
     assert err.getvalue() == ""

@@ -192,7 +192,7 @@ def test_health_reports_every_dependency_and_an_open_circuit_only_as_a_warning(
 def test_health_fails_the_probe_when_no_worker_answers(settings):
     settings.HEALTH_WORKER_PING_TIMEOUT = 0.5
     down = Client().get("/health/", HTTP_ACCEPT="text/plain")
-    assert down.status_code == 500
+    assert down.status_code == 503 and down["Retry-After"]
     assert "Celery workers unavailable" in down.content.decode()
     with pytest.raises(SystemExit) as exit_:
         call_command("health")
