@@ -18,6 +18,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.utils import timezone
 
+from config import queries
+
 from .base import FraudDecision
 from .ledger import insert_once
 from .models import FraudDenyEntry, FraudScreeningRecord
@@ -66,13 +68,14 @@ class RulesFraudScreening:
     def deny_listed(self, email: str) -> tuple[str, str] | None:
         """The deny-list entry that rejects this address, if any."""
         domain = email.rpartition("@")[2]
-        wanted = {(FraudDenyEntry.Kind.EMAIL, email), (FraudDenyEntry.Kind.DOMAIN, domain)}
-        # Two IN lists, which the unique index on kind and value serves, and each candidate's
-        # pair checked here: simpler for the ORM to build than an OR of two querysets.
-        candidates = FraudDenyEntry.objects.filter(
-            kind__in={kind for kind, _ in wanted}, value__in={value for _, value in wanted}
-        ).order_by("pk")
-        entry = next((e for e in candidates if (e.kind, e.value) in wanted), None)
+        kinds = FraudDenyEntry.Kind
+        # Each pair is served by the unique index on kind and value.
+        entries = queries.select(
+            FraudDenyEntry,
+            "({kind} = %s AND {value} = %s) OR ({kind} = %s AND {value} = %s) ORDER BY {id}",
+            [kinds.EMAIL.value, email, kinds.DOMAIN.value, domain],
+        )
+        entry = next(iter(entries), None)
         return ("deny_list", f"{entry} is on the deny list"[:120]) if entry else None
 
     def verdict(self, *, email: str, amount: Decimal, digest: str) -> tuple[str, str] | None:

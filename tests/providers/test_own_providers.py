@@ -50,6 +50,13 @@ class TestRulesFraudScreening:
         rejected = FraudScreeningRecord.objects.get(idempotency_key="k3")
         assert rejected.rule == "deny_list" and "throwaway.test" in rejected.reason
 
+    def test_a_deny_list_entry_matches_only_as_its_own_kind(self):
+        # An address entry spelled like a domain does not deny that domain's addresses.
+        FraudDenyEntry.objects.create(kind="email", value="example.org")
+        assert screen("k7", email="bob@example.org").approved
+        FraudDenyEntry.objects.create(kind="domain", value="example.org")
+        assert not screen("k8", email="bob@example.org").approved
+
     def test_an_amount_over_the_ceiling_is_rejected(self, settings):
         settings.BOOKING_FRAUD_RULES = {**settings.BOOKING_FRAUD_RULES, "max_amount": "500"}
         assert screen("k5", amount="500.00").approved
