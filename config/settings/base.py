@@ -212,6 +212,9 @@ LOGGING = logging_config(env("LOG_LEVEL", "INFO"), json=env("LOG_FORMAT", "json"
 # django-structlog: request_id travels from the web request into every Celery task it causes.
 DJANGO_STRUCTLOG_CELERY_ENABLED = True
 DJANGO_STRUCTLOG_USER_ID_FIELD = "pk"
+# The client's address in each request's lines is the one the throttles count (ops/request_log.py),
+# not django-ipware's guess from headers any client can write.
+DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = False
 # One line per request (request_finished: method, path, status, user, duration) and one per task
 # outcome (task_succeeded / task_failed), at INFO; the lines announcing their start (and a task's
 # sending, which "saga started" and the step lines already say) only at DEBUG. Each line costs
