@@ -42,7 +42,6 @@ from .definition import (
     Step,
     StepContext,
     get_definition,
-    target_relations,
 )
 from .dispatch import Dispatch
 from .errors import SagaStateError, StepError, TransientError
@@ -166,7 +165,7 @@ def execute(
     (every attempt is a row with a lease before it runs), one message per saga instead of one
     per step."""
     dispatch = Dispatch(chain_queues=chain_queues or frozenset())
-    label = _execute_one(_read(step_id), task_id, worker, dispatch)
+    label = _execute_one(store.current().read(step_id), task_id, worker, dispatch)
     hops = 0
     while dispatch.next and hops < MAX_CHAIN:
         row, target, history = dispatch.next.pop(0)
@@ -175,15 +174,6 @@ def execute(
     for row, _, _ in dispatch.next:  # a long chain goes back to the queue, behind the others
         dispatch.send(row.pk, get_definition(row.saga.saga_type).step(row.name).queue, 0)
     return label
-
-
-def _read(step_id: int) -> SagaStep | None:
-    """The attempt with its saga and the saga's target, in one query."""
-    related = ["saga", *(f"saga__{name}" for name in target_relations())]
-    try:
-        return SagaStep.objects.select_related(*related).get(pk=step_id)
-    except SagaStep.DoesNotExist:
-        return None
 
 
 def _execute_one(
@@ -206,7 +196,7 @@ def _execute_one(
     step = definition.step(row.name)
     instrument.bind_attempt(saga, row)  # every log line of this attempt names saga and step
     if target is None:
-        target = definition.hooks.load_target(saga)  # read with the attempt (_read)
+        target = definition.hooks.load_target(saga)  # read with the attempt (store.read)
     ctx = StepContext(
         saga_id=str(saga.id),
         saga_type=saga.saga_type,
@@ -279,7 +269,7 @@ def record(
     for _ in range(MAX_CONFLICTS):
         fresh = row is None
         if row is None:
-            row, target, history = _read(step_id), None, None
+            row, target, history = writer.read(step_id), None, None
             if row is None:
                 return "missing"
         if row.status != StepStatus.SCHEDULED:
