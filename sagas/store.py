@@ -18,8 +18,9 @@ attempt that wrote meanwhile always wins cleanly.
   not the one expected; the attempt a worker runs read with select_related.
 - `PostgresStore`, an accelerator for PostgreSQL: the same writes as one statement of
   data-modifying CTEs in autocommit, one round trip instead of seven (see `_Statement`); the
-  same read as a SELECT written once per process (see `_Reader`). The contract tests
-  (tests/sagas/test_store.py) run every case against both.
+  same read as a SELECT written once (see `_Reader`). The contract tests
+  (tests/sagas/test_store.py) run every case against both where the database is PostgreSQL
+  (`make test`), and against the ORM store on SQLite.
 
 Rows written here are written with UPDATE and INSERT, not Model.save(): no save() signals,
 and an object carries the values written (and its new primary key).
@@ -45,7 +46,6 @@ from django.db.models import (
     ForeignKey,
     IntegerField,
     Model,
-    OneToOneField,
     OneToOneRel,
     TextField,
 )
@@ -143,9 +143,10 @@ class PostgresStore(OrmStore):
     on PostgreSQL."""
 
     def read(self, step_id: int) -> SagaStep | None:
-        """The same rows as OrmStore.read, by the same joins, with a SELECT written once per
-        process from the models' metadata (`_Reader`): compiling the ORM's select_related of
-        four models cost about 1 ms of CPU per saga, two thirds of the read."""
+        """The same rows as OrmStore.read, by the same joins, with a SELECT written from the
+        models' metadata once per process and set of target relations (`_Reader`): compiling
+        the ORM's select_related of four models each time cost about 1.4 ms of the read's
+        1.9 ms of CPU (docs/performance.md)."""
         return _reader(tuple(target_relations())).read(step_id)
 
     def insert(self, rows: Sequence[Model]) -> None:
@@ -243,9 +244,9 @@ def _saved(obj: Model) -> None:
 
 @dataclass(frozen=True)
 class _Node:
-    """One model of the read: where its columns sit in the row, its fields' converters, and
+    """One model of the read: where its columns sit in the row, its columns' converters, and
     how it hangs from its parent node: the relation's cache setters, as select_related sets
-    them (`on_child`: only for a one-to-one, whose far side caches the parent too)."""
+    them (`on_child`: only for a unique relation, whose far side caches the parent too)."""
 
     model: type[Model]
     start: int
@@ -258,16 +259,22 @@ class _Node:
 
 
 class _Reader:
-    """SagaStep LEFT JOINed with its saga and the saga's target relations: one SELECT of every
-    column of each model, written once; each row made into model instances by `Model.from_db`
-    after each field's converters (as a queryset applies them), with each relation's cache set,
-    a missing one as None."""
+    """SagaStep joined with its saga and the saga's target relations as select_related joins
+    them (INNER along non-null foreign keys from an inner join, else LEFT): one SELECT of every
+    column of each model; each row made into model instances by `Model.from_db` after each
+    column's converters (the backend's, then the column expression's, as a queryset applies
+    them), with each relation's cache set, a missing one as None.
+
+    Only what the saga definitions name is read along: foreign keys and one-to-ones, each path
+    listed with the paths it goes through (target_relations() does), of models without
+    multi-table inheritance or a composite primary key."""
 
     def __init__(self, paths: tuple[str, ...]) -> None:
         self.nodes: list[_Node] = []
         self.columns: list[str] = []
         joins = []
         at = {"": 0}
+        inner = {0}  # the nodes reached by inner joins only
         self._add(SagaStep)
         for path in ("saga", *(f"saga__{p}" for p in paths)):
             head, _, name = path.rpartition("__")
@@ -279,7 +286,7 @@ class _Reader:
             if isinstance(relation, ForeignKey):  # the parent's foreign key (or one-to-one)
                 model, on_parent = relation.related_model, relation.set_cached_value
                 near, far = relation.column, relation.target_field.column
-                if isinstance(relation, OneToOneField):
+                if relation.unique:
                     on_child = relation.remote_field.set_cached_value
             elif isinstance(relation, OneToOneRel):  # the reverse of the child's one-to-one
                 model, on_parent = relation.related_model, relation.set_cached_value
@@ -289,10 +296,12 @@ class _Reader:
                 raise TypeError(f"{path}: only foreign keys and one-to-ones are read along")
             assert isinstance(model, type) and issubclass(model, Model)
             child = at[path] = self._add(model, parent, on_parent, on_child)
+            kind = "LEFT JOIN"
+            if isinstance(relation, ForeignKey) and not relation.null and parent in inner:
+                kind = "JOIN"
+                inner.add(child)
             table = _q(model._meta.db_table)
-            joins.append(
-                f" LEFT JOIN {table} t{child} ON t{child}.{_q(far)} = t{parent}.{_q(near)}"
-            )
+            joins.append(f" {kind} {table} t{child} ON t{child}.{_q(far)} = t{parent}.{_q(near)}")
         assert SagaStep._meta.pk is not None
         self.sql = (
             f"SELECT {', '.join(self.columns)} FROM {_q(SagaStep._meta.db_table)} t0"  # noqa: S608  # nosec B608
@@ -307,7 +316,9 @@ class _Reader:
         converters = []
         for i, f in enumerate(fields):
             expression = f.get_col(alias)
-            found = connection.ops.get_db_converters(expression) + f.get_db_converters(connection)
+            found = connection.ops.get_db_converters(expression) + expression.get_db_converters(
+                connection
+            )
             if found:
                 converters.append((i, tuple(found), expression))
         self.nodes.append(

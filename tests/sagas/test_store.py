@@ -395,6 +395,38 @@ def test_an_attempt_is_read_with_its_saga_booking_and_resource_in_one_query(reso
     assert stores.current().read(attempt.pk + 10**9) is None
 
 
+def _graph(obj, seen=None) -> dict:
+    """An object's values, state and relation caches, the cached objects' in turn."""
+    seen = seen if seen is not None else set()
+    if obj is None or id(obj) in seen:
+        return {"same object as above": type(obj).__name__} if obj is not None else {}
+    seen.add(id(obj))
+    return {
+        "type": type(obj),
+        "values": _values(obj),
+        "state": (obj._state.adding, obj._state.db),
+        "cached": {
+            name: _graph(related, seen) for name, related in obj._state.fields_cache.items()
+        },
+    }
+
+
+@postgres_only
+@pytest.mark.parametrize("booking_gone", [False, True])
+def test_the_postgresql_read_gives_what_the_orm_read_gives(resource, booking_gone):
+    """The accelerator's read against the reference's, on the same row: the same objects, the
+    same values and state, the same relation caches on every side (a missing booking cached
+    as missing on both)."""
+    booking = booked(resource)
+    attempt = scheduled(booking.saga_id)
+    if booking_gone:
+        Booking.objects.filter(pk=booking.pk).delete()
+    reference, fast = stores.OrmStore().read(attempt.pk), stores.PostgresStore().read(attempt.pk)
+    assert _graph(fast) == _graph(reference)
+    assert "booking" in fast.saga._state.fields_cache
+    assert stores.PostgresStore().read(attempt.pk + 10**9) is None
+
+
 def test_an_attempt_whose_saga_lost_its_booking_is_read_without_it(resource):
     booking = booked(resource)
     attempt = scheduled(booking.saga_id)
