@@ -365,10 +365,6 @@ def test_what_a_start_writes_reads_back_exactly(resource, name):
     assert event.data["amount"] == str(booking.amount)
 
 
-def _values(obj) -> dict:
-    return {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}
-
-
 def test_an_attempt_is_read_with_its_saga_booking_and_resource_in_one_query(resource):
     """What a worker reads before it runs an attempt: the row, its saga, the booking and its
     resource, each with every value as stored (JSON decoded, moments aware), in one query;
@@ -389,7 +385,7 @@ def test_an_attempt_is_read_with_its_saga_booking_and_resource_in_one_query(reso
         type(resource).objects.get(pk=resource.pk),
     ]
     for got, expected in zip(read, stored, strict=True):
-        assert type(got) is type(expected) and _values(got) == _values(expected)
+        assert type(got) is type(expected) and _columns(got, set()) == _columns(expected, set())
         assert not got._state.adding and got._state.db == "default"
     assert isinstance(row.saga.payload, dict) and row.saga.created_at.tzinfo is not None
     assert stores.current().read(attempt.pk + 10**9) is None
@@ -403,7 +399,7 @@ def _graph(obj, seen=None) -> dict:
     seen.add(id(obj))
     return {
         "type": type(obj),
-        "values": _values(obj),
+        "values": _columns(obj, set()),
         "state": (obj._state.adding, obj._state.db),
         "cached": {
             name: _graph(related, seen) for name, related in obj._state.fields_cache.items()
@@ -413,10 +409,12 @@ def _graph(obj, seen=None) -> dict:
 
 @postgres_only
 @pytest.mark.parametrize("booking_gone", [False, True])
-def test_the_postgresql_read_gives_what_the_orm_read_gives(resource, booking_gone):
+def test_the_postgresql_read_gives_what_the_orm_read_gives(resource, booking_gone, store):
     """The accelerator's read against the reference's, on the same row: the same objects, the
     same values and state, the same relation caches on every side (a missing booking cached
     as missing on both)."""
+    if store == "orm":
+        pytest.skip("compares both stores itself: once is enough")
     booking = booked(resource)
     attempt = scheduled(booking.saga_id)
     if booking_gone:
