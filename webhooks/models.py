@@ -95,6 +95,8 @@ class Delivery(models.Model):
     next_attempt_at = models.DateTimeField(help_text="When the next attempt is due.")
     # When a drain was last asked for, or took, this delivery (the sweeper wakes its endpoint
     # again if no outcome came); null: not asked for yet (a retry too far ahead for a countdown).
+    # A drain's hold alone sets next_attempt_at after it (to the lease's end): that is how the
+    # sweeper tells a drain that died from a wake that was lost (webhooks.services.sweep).
     dispatched_at = models.DateTimeField(null=True, blank=True)
     redispatches = models.PositiveIntegerField(
         default=0, help_text="Times the sweeper sent the due attempt again, with no outcome."

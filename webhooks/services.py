@@ -561,8 +561,10 @@ def _record(
         if wait and held:
             _postpone(endpoint, mine.filter(pk__in=held), moment + timedelta(seconds=wait), moment)
             outcomes |= dict.fromkeys(held, "deferred")
-        elif held:
-            mine.filter(pk__in=held).update(next_attempt_at=moment, updated_at=moment)
+        elif held:  # given back, due now: this drain goes on with them, or wakes another
+            mine.filter(pk__in=held).update(
+                next_attempt_at=moment, dispatched_at=moment, updated_at=moment
+            )
     return outcomes
 
 
@@ -634,7 +636,6 @@ def sweep(*, limit: int | None = None) -> int:
     must not be retried forever). Returns how many deliveries were due."""
     moment = now()
     stale = moment - timedelta(seconds=settings.WEBHOOK_REDISPATCH_AFTER)
-    lease = timedelta(seconds=drain_lease())
     due = list(
         Delivery.objects.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=moment)
         .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=stale))
@@ -645,8 +646,11 @@ def sweep(*, limit: int | None = None) -> int:
     )
     if not due:
         return 0
-    # A drain that took a delivery left it due when its lease ends: no outcome came.
-    died = {pk: count for pk, _, at, sent, count in due if sent is not None and at == sent + lease}
+    # Only a drain's hold leaves a pending delivery's next attempt after its dispatch (the end
+    # of the drain's lease); every other write sets both to the same time, or the dispatch
+    # later, or none. Due again past that, no outcome came: its drain died. (Whatever the
+    # lease's length was then: the settings may have changed since.)
+    died = {pk: count for pk, _, at, sent, count in due if sent is not None and at > sent}
     poison = [pk for pk, count in died.items() if count >= settings.WEBHOOK_MAX_DISPATCHES]
     again = [(pk, endpoint_id) for pk, endpoint_id, *_ in due if pk not in poison]
     # Only the rows still due: a drain may have taken one since it was read.

@@ -607,8 +607,8 @@ def test_a_delivery_with_no_outcome_is_sent_again_by_the_sweeper_but_not_forever
         dispatched_at=long_ago, next_attempt_at=lease_end
     )
     Delivery.objects.filter(pk=poison.pk).update(redispatches=settings.WEBHOOK_MAX_DISPATCHES)
-    # Its drain was asked for five minutes ago and never came (a lost message).
-    Delivery.objects.filter(pk=unwoken.pk).update(dispatched_at=long_ago)
+    # Written five minutes ago, its drain asked for then, and never came (a lost message).
+    Delivery.objects.filter(pk=unwoken.pk).update(dispatched_at=long_ago, next_attempt_at=long_ago)
     with django_capture_on_commit_callbacks() as woken:
         assert services.sweep() == 2
     assert len(woken) == 1  # one drain for their endpoint
@@ -622,6 +622,53 @@ def test_a_delivery_with_no_outcome_is_sent_again_by_the_sweeper_but_not_forever
     with django_capture_on_commit_callbacks() as again:
         assert services.sweep() == 0
     assert again == []
+
+
+def test_a_drain_that_died_is_recognised_whatever_its_lease_was(resource, receiver, settings):
+    """The sweeper counts a death by the hold itself, not by today's lease length: the settings
+    may have changed since (a deploy), and a poison delivery must still stop."""
+    owner = UserFactory()
+    endpoint_for(owner, receiver.url)
+    for email in ("lost@example.com", "poison@example.com"):
+        book(resource, owner=owner, email=email)
+    lost, poison = Delivery.objects.order_by("id")
+    long_ago = timezone.now() - timedelta(minutes=5)
+    # Held by a drain that ran with a longer budget than today's settings give.
+    held_until = long_ago + timedelta(seconds=services.drain_lease() + 17)
+    Delivery.objects.filter(pk__in=[lost.pk, poison.pk]).update(
+        dispatched_at=long_ago, next_attempt_at=held_until
+    )
+    Delivery.objects.filter(pk=poison.pk).update(redispatches=settings.WEBHOOK_MAX_DISPATCHES)
+    assert services.sweep() == 1
+    lost.refresh_from_db()
+    poison.refresh_from_db()
+    assert lost.redispatches == 1 and "no outcome" in lost.last_error
+    assert poison.status == "failed"
+
+
+def test_what_a_drain_gives_back_unsent_is_not_taken_for_a_death(
+    resource, receiver, settings, django_capture_on_commit_callbacks
+):
+    """A drain out of budget gives back what it claimed and did not send; if the wake it asks
+    for is lost, the sweeper sends them again without counting a death against them."""
+    settings.WEBHOOK_DRAIN_BUDGET = 0  # one request, then the budget is spent
+    owner = UserFactory()
+    endpoint = endpoint_for(owner, receiver.url)
+    for email in ("first@example.com", "second@example.com", "third@example.com"):
+        book(resource, owner=owner, email=email)
+    with django_capture_on_commit_callbacks() as wake:  # the wake is lost: not run
+        outcomes = services.drain(endpoint.pk)
+    assert list(outcomes.values()) == ["delivered"] and len(wake) == 1
+    given_back = Delivery.objects.filter(status="pending")
+    assert given_back.count() == 2
+    # Minutes pass without the wake.
+    for delivery in given_back:
+        Delivery.objects.filter(pk=delivery.pk).update(
+            dispatched_at=delivery.dispatched_at - timedelta(minutes=5),
+            next_attempt_at=delivery.next_attempt_at - timedelta(minutes=5),
+        )
+    assert services.sweep() == 2
+    assert list(given_back.values_list("redispatches", "last_error")) == [(0, "")] * 2
 
 
 def test_redeliver_sends_again_with_a_fresh_budget_and_records_who_and_why(resource, receiver):
