@@ -318,6 +318,9 @@ BOOKING_SAGA = SagaDefinition(
             action=guarded("email", send_confirmation),
             compensation=guarded("email", send_cancellation),
             retriable_only=True,
+            # The cancellation e-mail must not hold the card or the room: if it cannot be sent,
+            # the room is released and the authorization voided all the same.
+            compensation_best_effort=True,
             queue=_queue("email"),
             retry=RetryPolicy(max_attempts=6, initial_delay=2.0, backoff=2.0, max_delay=20.0),
             compensation_retry=UNDO_RETRY,

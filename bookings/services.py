@@ -185,9 +185,32 @@ def booking_cancel(
     *, booking: Booking, actor: str = "", reason: str = "", expected_state: str | None = None
 ) -> str:
     """A customer's cancel: at the next step boundary if the saga is in flight, at once if it is
-    completed. Returns "requested" or "compensating"; 409 when the booking cannot be cancelled."""
+    completed. Returns "requested" or "compensating"; 409 when the booking cannot be cancelled,
+    saying why in the client's terms."""
     code = Booking.CancellationReason.CUSTOMER_CANCELLED
-    return _turn_back(booking, code, actor, reason, expected_state, "not_cancellable")
+    try:
+        return _turn_back(booking, code, actor, reason, expected_state, "not_cancellable")
+    except ApplicationError as refused:
+        if refused.code != "not_cancellable":
+            raise
+        state = Booking.objects.filter(pk=booking.pk).values_list("state", flat=True).first()
+        why = CANCEL_REFUSALS.get(state or "")
+        if why is None:  # in flight, its cancel requested: the engine's words say so
+            raise
+        raise ApplicationError(
+            f"Booking {booking.reference}: {why}.", status=409, code="not_cancellable"
+        ) from refused
+
+
+# Why a client's cancel is refused, by the booking's state.
+CANCEL_REFUSALS: dict[str, str] = {
+    Booking.State.CANCELLED: "it is cancelled already",
+    Booking.State.COMPENSATING: "its cancellation is already under way",
+    Booking.State.REQUIRES_ATTENTION: (
+        "it is being undone and waits for an operator; nothing more is needed from you, and "
+        "booking.resolved follows when it is settled"
+    ),
+}
 
 
 def booking_compensate(

@@ -120,5 +120,9 @@ def logging_config(level: str = "INFO", *, json: bool = True) -> dict[str, Any]:
             # or task_failed); Celery's own "received" and "succeeded in" lines repeat it.
             "celery.worker.strategy": {"level": "WARNING"},
             "celery.app.trace": {"level": "WARNING"},
+            # django-health-check logs each failing check with its traceback at every probe (a
+            # load balancer's, every few seconds), an expected warning too; the probe's answer
+            # says which check failed and its request line the 503. Its unexpected errors stay.
+            "health_check": {"level": "ERROR"},
         },
     }

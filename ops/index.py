@@ -3,15 +3,21 @@ admin, the API, its docs and the probes instead of a 404."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+import json
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseRedirectBase
 from django.shortcuts import render
-from django.urls import reverse
+from django.urls import Resolver404, resolve, reverse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse as api_reverse
 from rest_framework.views import APIView
+
+from bookings.api.exceptions import error_body
 
 # (label, URL name, what it is), in the order a newcomer needs them.
 HOME_LINKS = [
@@ -53,3 +59,32 @@ class ApiRootView(APIView):
     @extend_schema(exclude=True)
     def get(self, request: Request) -> Response:
         return Response({key: api_reverse(name, request=request) for key, name in API_LINKS})
+
+
+class PermanentRedirect(HttpResponseRedirectBase):
+    """308: the client repeats the request at the new address with the same method and body."""
+
+    status_code = 308
+
+
+@csrf_exempt  # it changes nothing, and a client's POST must get its JSON answer, not a CSRF page
+def api_fallback(request: HttpRequest) -> HttpResponse:
+    """Any /api/v1/ path that no endpoint matched. Missing its trailing slash (`/bookings`):
+    308 to the same path with it, which a client repeats with the same method and body (Django's
+    APPEND_SLASH would answer a POST with a 301, which clients follow as a GET, or, under DEBUG,
+    with an error page). Else the API's JSON 404."""
+    if not request.path_info.endswith("/") and _an_endpoint(f"{request.path_info}/", request):
+        location = f"{request.path}/"
+        if request.META.get("QUERY_STRING"):
+            location = f"{location}?{request.META['QUERY_STRING']}"
+        message = f"This address ends with a slash: {location}"
+        body = json.dumps(error_body("trailing_slash", message))
+        return PermanentRedirect(location, content=body, content_type="application/json")
+    return JsonResponse(error_body("not_found", "No API endpoint at this address."), status=404)
+
+
+def _an_endpoint(path: str, request: HttpRequest) -> bool:
+    try:
+        return resolve(path, getattr(request, "urlconf", None)).func is not api_fallback
+    except Resolver404:
+        return False

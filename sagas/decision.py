@@ -20,6 +20,8 @@ The rules, in the order `decide` applies them:
   have acted). An attempt that never reported back ("no_outcome"), a failed compensation, or a
   failed step after the pivot (retriable_only) parks the saga for an operator; any other failure
   turns the saga back: every step that succeeded, or may have, is compensated, latest first.
+  A failed compensation that is only best effort (compensation_best_effort) stays failed, and
+  the undoing goes on with the earlier steps.
 """
 
 from __future__ import annotations
@@ -179,6 +181,8 @@ def decide(
         # The attempt never reported back (its worker died each time it ran it): whether the
         # effect happened is unknown, so an operator decides.
         _park(draft, f"{attempt.name} {attempt.direction} gave no outcome")
+    elif attempt.direction == COMPENSATION and step.compensation_best_effort:
+        _next_compensation(draft, definition, _with(history, settled))  # it stays failed
     elif attempt.direction == COMPENSATION:
         _park(draft, f"compensation of {attempt.name} failed")
     elif step.retriable_only:
@@ -201,13 +205,20 @@ def turn_back(
 def pending_compensations(definition: SagaDefinition, history: Sequence[Attempt]) -> list[Step]:
     """The compensations that would run if the saga turned back now, in the order they'd run:
     every step whose action succeeded, or may have (its last attempt failed with an unknown
-    outcome), and is not undone yet. Compensations must be harmless when nothing was done."""
+    outcome), and is not undone yet (or given up on, for a best-effort compensation).
+    Compensations must be harmless when nothing was done."""
     done, maybe = set(), set()
     for a in history:
         if a.status == SUCCEEDED:
             done.add((a.name, a.direction))
         elif a.direction == ACTION and a.status == FAILED and a.outcome_unknown:
             maybe.add(a.name)
+        elif (
+            a.direction == COMPENSATION
+            and a.status == FAILED
+            and definition.step(a.name).compensation_best_effort
+        ):
+            done.add((a.name, COMPENSATION))  # given up on: not tried again
     return [
         step
         for step in reversed(definition.steps)

@@ -79,6 +79,10 @@ class Step:
 
     retriable_only: the step comes after the pivot; its failure never undoes the saga, it is
     retried and, when the retries run out, the saga waits for an operator.
+    compensation_best_effort: when its compensation's retries run out, the undoing goes on
+    with the earlier steps instead of waiting for an operator; the failed attempt stays in the
+    saga's history. For a courtesy (a cancellation notice) that must not keep a card held or a
+    room taken while its own provider fails.
     describe(payload, direction): what the attempt sends, kept on its row for the timeline.
     label: how people read its name (admin, dashboard); from the name by default.
     meta: the application's own facts about the step (the state its target is in while it
@@ -93,6 +97,7 @@ class Step:
     compensation_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=6))
     timeout: float = 30.0
     retriable_only: bool = False
+    compensation_best_effort: bool = False
     queue: str | None = None
     describe: Callable[[dict[str, Any], str], dict[str, Any]] | None = None
     label: str = ""

@@ -147,7 +147,8 @@ class SagaStep(models.Model):
     @property
     def duration_ms(self) -> float | None:
         if self.started_at and self.finished_at:
-            return (self.finished_at - self.started_at).total_seconds() * 1000
+            # Rounded to the timestamps' microseconds: 3.103, not 3.1029999999999998.
+            return round((self.finished_at - self.started_at).total_seconds() * 1000, 3)
         return None
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from bookings.consistency import consistency_report
 from bookings.models import Booking
+from bookings.providers.models import InventoryReservation
 from sagas.models import SagaEvent
 from sandbox.models import PaymentAuthorization
 
@@ -49,7 +51,37 @@ def test_cancel_after_completion_compensates_at_once_and_voids_the_hold(alice, g
     assert (booking.state, booking.payment_status) == ("cancelled", "voided")
     assert PaymentAuthorization.objects.get().status == "voided"
     error = assert_error(alice.post(cancel_url(booking)), 409, "not_cancellable")
-    assert booking.reference in error["message"]
+    assert error["message"] == f"Booking {booking.reference}: it is cancelled already."
+
+
+def test_a_cancel_of_a_booking_an_operator_is_undoing_says_so_in_the_clients_terms(alice, garden):
+    booking = book(garden, owner=alice.user, token="tok_void_fails")
+    drive(booking.saga_id)
+    assert alice.post(cancel_url(booking), format="json").status_code == 202
+    drive(booking.saga_id)
+    assert reload(booking).state == "requires_attention"  # the void keeps failing
+    error = assert_error(alice.post(cancel_url(booking)), 409, "not_cancellable")
+    assert "waits for an operator" in error["message"] and "saga" not in error["message"]
+
+
+def test_a_cancel_frees_the_room_and_the_card_even_when_its_e_mail_cannot_be_sent(alice, garden):
+    """The guest's mailbox bounces: the confirmation e-mail parked the booking, and the
+    cancellation e-mail fails too. The cancel still releases the room and voids the hold; the
+    e-mail's failed attempts stay in the timeline."""
+    booking = book(garden, owner=alice.user, email="bounce@example.com")
+    drive(booking.saga_id)
+    assert reload(booking).state == "requires_attention"
+    assert alice.post(cancel_url(booking), format="json").status_code == 202
+    drive(booking.saga_id)
+    booking = reload(booking)
+    assert (booking.state, booking.payment_status) == ("cancelled", "voided")
+    assert PaymentAuthorization.objects.get().status == "voided"
+    assert InventoryReservation.objects.get().status == "released"
+    timeline = alice.get(f"/api/v1/bookings/{booking.pk}/").json()["timeline"]
+    undo = [(s["name"], s["status"]) for s in timeline if s["direction"] == "compensation"]
+    assert undo[-3:] == [("send_email", "failed"), ("confirm", "succeeded"),
+                         ("preauthorize", "succeeded")]  # fmt: skip
+    assert consistency_report(booking_ids=[booking.pk]).ok  # nothing left held or unrecorded
 
 
 def test_another_clients_booking_cannot_be_cancelled_and_is_not_revealed(alice, bob, garden):

@@ -155,6 +155,34 @@ def test_what_automation_cannot_settle_parks_the_saga_for_an_operator(current, e
     assert out.saga.last_error.endswith(error.message)  # the error, not only the summary
 
 
+# The same saga, but the reservation's undoing is only a courtesy (compensation_best_effort).
+LENIENT = SagaDefinition(
+    name="decision_toy_lenient",
+    steps=tuple(
+        replace(s, compensation_best_effort=True) if s.name == "reserve" else s for s in SAGA.steps
+    ),
+)
+
+
+def test_a_best_effort_compensation_out_of_attempts_lets_the_undoing_go_on():
+    back = d.SagaState(status=d.COMPENSATING, direction=d.BACKWARD, reason="customer_cancelled")
+    past = [done("hold"), done("check"), done("reserve"), attempt("reserve", COMPENSATION, n=6)]
+    out = d.decide(LENIENT, back, past[-1], TransientError("smtp down"), history=lambda: past,
+                   now=NOW)  # fmt: skip
+    assert (out.label, out.attempt_status) == ("failed", d.FAILED) and not out.parked
+    assert out.saga.status == d.COMPENSATING and out.next == d.Next("hold", COMPENSATION, 1, 1)
+    assert out.saga.last_error == "reserve (compensation): smtp down"  # visible, not hidden
+    # Once the earlier steps are undone the saga ends compensated; the given-up one stays so.
+    settled = [*past[:-1], replace(past[-1], status=d.FAILED, outcome_unknown=True)]
+    assert [s.name for s in d.pending_compensations(LENIENT, settled)] == ["hold"]
+    history = [*settled, attempt("hold", COMPENSATION)]
+    out = d.decide(LENIENT, out.saga, history[-1], None, history=lambda: history, now=NOW)
+    assert out.saga.status == d.COMPENSATED and out.next is None
+    # Without the flag the same failure waits for an operator.
+    out = decide(back, past[-1], TransientError("smtp down"), history=past[:-1])
+    assert out.saga.status == d.REQUIRES_ATTENTION and out.next is None
+
+
 def test_a_deferral_keeps_the_attempt_scheduled_without_spending_a_retry():
     out = d.decide(SAGA, RUNNING, attempt("hold", n=3), Deferral("busy", delay=2.5,
                    code="rate_limited"), history=no_history, now=NOW)  # fmt: skip
@@ -201,11 +229,12 @@ OUTCOMES = st.sampled_from(["ok", "ok", "ok", "transient", "permanent", "no_outc
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(OUTCOMES, min_size=0, max_size=60), st.booleans())
-def test_any_run_ends_and_undoes_exactly_what_may_have_been_done(outcomes, cancel):
+@given(st.lists(OUTCOMES, min_size=0, max_size=60), st.booleans(), st.sampled_from([SAGA, LENIENT]))
+def test_any_run_ends_and_undoes_exactly_what_may_have_been_done(outcomes, cancel, definition):
     """Run a saga on the decisions alone, its attempts' outcomes drawn at random (each attempt
     past the drawn list succeeds): it always ends, one attempt at a time, and when it ends
-    compensated every step whose action succeeded or may have was undone, latest first."""
+    compensated every step whose action succeeded or may have was undone, latest first (or,
+    for a best-effort compensation, tried until its retries ran out)."""
     saga = RUNNING
     history: list[d.Attempt] = []
     current: d.Attempt | None = attempt("hold", id=0)
@@ -223,7 +252,7 @@ def test_any_run_ends_and_undoes_exactly_what_may_have_been_done(outcomes, cance
             "no_outcome": TransientError("lost", code="no_outcome"),
         }[kind]
         past = [*history, current]
-        out = d.decide(SAGA, saga, current, error, history=lambda p=past: p, now=NOW,
+        out = d.decide(definition, saga, current, error, history=lambda p=past: p, now=NOW,
                        rng=random.Random(n))  # fmt: skip
         history.append(replace(current, status=out.attempt_status,
                                outcome_unknown=out.outcome_unknown))  # fmt: skip
@@ -236,11 +265,21 @@ def test_any_run_ends_and_undoes_exactly_what_may_have_been_done(outcomes, cance
         raise AssertionError("the saga never ended")
     assert saga.status in (d.COMPLETED, d.COMPENSATED, d.REQUIRES_ATTENTION)
     if saga.status == d.COMPENSATED:
-        undone = [
-            a.name for a in history if a.direction == COMPENSATION and a.status == d.SUCCEEDED
+        settled = [
+            a
+            for a in history
+            if a.direction == COMPENSATION and a.status in (d.SUCCEEDED, d.FAILED)
         ]
+        assert all(
+            a.status == d.SUCCEEDED or definition.step(a.name).compensation_best_effort
+            for a in settled
+        )
         actions = [a for a in history if a.direction == ACTION]
-        assert undone == [s.name for s in d.pending_compensations(SAGA, actions)]
-        assert not d.pending_compensations(SAGA, history)
+        assert [a.name for a in settled] == [
+            s.name for s in d.pending_compensations(definition, actions)
+        ]
+        assert not d.pending_compensations(definition, history)
     if saga.status == d.COMPLETED:
-        assert [a.name for a in history if a.status == d.SUCCEEDED] == [s.name for s in SAGA.steps]
+        assert [a.name for a in history if a.status == d.SUCCEEDED] == [
+            s.name for s in definition.steps
+        ]
