@@ -15,7 +15,7 @@ urlpatterns = [
     path("api/v1/", include("bookings.api.urls")),
     path("api/v1/", include("webhooks.api.urls")),
     # Any other /api/v1/ path: a JSON answer (308 to the path with its trailing slash, or 404).
-    re_path(r"^api/v1(?:/.*)?$", api_fallback),
+    re_path(r"^api/v1(?:/[\s\S]*)?$", api_fallback),  # any character, a newline too
     # Probes and scraping: expose them on the internal network only (docs/production.md).
     path("health/", HealthView.as_view(), name="health"),
     path("health/web/", HealthView.as_view(checks=WEB_CHECKS), name="health-web"),

@@ -74,9 +74,7 @@ def api_fallback(request: HttpRequest) -> HttpResponse:
     APPEND_SLASH would answer a POST with a 301, which clients follow as a GET, or, under DEBUG,
     with an error page). Else the API's JSON 404."""
     if not request.path_info.endswith("/") and _an_endpoint(f"{request.path_info}/", request):
-        location = f"{request.path}/"
-        if request.META.get("QUERY_STRING"):
-            location = f"{location}?{request.META['QUERY_STRING']}"
+        location = request.get_full_path(force_append_slash=True)  # escaped as it came
         message = f"This address ends with a slash: {location}"
         body = json.dumps(error_body("trailing_slash", message))
         return PermanentRedirect(location, content=body, content_type="application/json")

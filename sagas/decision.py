@@ -20,8 +20,8 @@ The rules, in the order `decide` applies them:
   have acted). An attempt that never reported back ("no_outcome"), a failed compensation, or a
   failed step after the pivot (retriable_only) parks the saga for an operator; any other failure
   turns the saga back: every step that succeeded, or may have, is compensated, latest first.
-  A failed compensation that is only best effort (compensation_best_effort) stays failed, and
-  the undoing goes on with the earlier steps.
+  A failed compensation that is only best effort (compensation_best_effort) stays failed, even
+  with no outcome, and the undoing goes on with the earlier steps.
 """
 
 from __future__ import annotations
@@ -177,12 +177,13 @@ def decide(
     draft.saga = replace(
         draft.saga, last_error=f"{attempt.name} ({attempt.direction}): {error.message}"
     )
-    if code == "no_outcome":
+    if attempt.direction == COMPENSATION and step.compensation_best_effort:
+        # Sent or not (even with no outcome), the undoing goes on; the attempt stays failed.
+        _next_compensation(draft, definition, _with(history, settled))
+    elif code == "no_outcome":
         # The attempt never reported back (its worker died each time it ran it): whether the
         # effect happened is unknown, so an operator decides.
         _park(draft, f"{attempt.name} {attempt.direction} gave no outcome")
-    elif attempt.direction == COMPENSATION and step.compensation_best_effort:
-        _next_compensation(draft, definition, _with(history, settled))  # it stays failed
     elif attempt.direction == COMPENSATION:
         _park(draft, f"compensation of {attempt.name} failed")
     elif step.retriable_only:
@@ -208,16 +209,13 @@ def pending_compensations(definition: SagaDefinition, history: Sequence[Attempt]
     outcome), and is not undone yet (or given up on, for a best-effort compensation).
     Compensations must be harmless when nothing was done."""
     done, maybe = set(), set()
+    lenient = {step.name for step in definition.steps if step.compensation_best_effort}
     for a in history:
         if a.status == SUCCEEDED:
             done.add((a.name, a.direction))
         elif a.direction == ACTION and a.status == FAILED and a.outcome_unknown:
             maybe.add(a.name)
-        elif (
-            a.direction == COMPENSATION
-            and a.status == FAILED
-            and definition.step(a.name).compensation_best_effort
-        ):
+        elif a.direction == COMPENSATION and a.status == FAILED and a.name in lenient:
             done.add((a.name, COMPENSATION))  # given up on: not tried again
     return [
         step

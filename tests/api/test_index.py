@@ -64,7 +64,15 @@ def test_a_write_without_its_trailing_slash_is_sent_on_with_its_method_and_body(
     assert listed.status_code == 308 and listed["Location"] == "/api/v1/bookings/?limit=1"
 
 
-@pytest.mark.parametrize("path", ["/api/v1/nope/", "/api/v1/nope", "/api/v1/bookings/x/y/z/"])
+def test_the_slash_redirect_keeps_the_address_as_it_came_escaped(alice):
+    moved = alice.post("/api/v1/bookings/%3F/cancel")  # an id "?", not a query
+    assert_error(moved, 308, "trailing_slash")
+    assert moved["Location"] == "/api/v1/bookings/%3F/cancel/"
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/nope/", "/api/v1/nope", "/api/v1/bookings/x/y/z/", "/api/v1/a%0Ab"]
+)
 def test_an_unknown_api_address_is_the_apis_json_404(alice, settings, path):
     for debug in (False, True):
         settings.DEBUG = debug

@@ -178,6 +178,10 @@ def test_a_best_effort_compensation_out_of_attempts_lets_the_undoing_go_on():
     history = [*settled, attempt("hold", COMPENSATION)]
     out = d.decide(LENIENT, out.saga, history[-1], None, history=lambda: history, now=NOW)
     assert out.saga.status == d.COMPENSATED and out.next is None
+    # Its worker died each time (no outcome): the undoing goes on all the same.
+    lost = TransientError("lost", code="no_outcome")
+    out = d.decide(LENIENT, back, past[-1], lost, history=lambda: past, now=NOW)
+    assert out.next == d.Next("hold", COMPENSATION, 1, 1) and not out.parked
     # Without the flag the same failure waits for an operator.
     out = decide(back, past[-1], TransientError("smtp down"), history=past[:-1])
     assert out.saga.status == d.REQUIRES_ATTENTION and out.next is None
