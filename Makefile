@@ -53,6 +53,7 @@ install: $(VENV)/.installed
 RUN_METRICS = $${DATA_DIR:-var}/metrics/run
 run: install-run
 	mkdir -p "$${DATA_DIR:-var}"
+	$(LOCAL) $(PY) manage.py database_ready
 	$(LOCAL) $(PY) manage.py migrate --noinput -v0
 	$(LOCAL) $(PY) manage.py seed_demo
 	rm -rf "$(RUN_METRICS)" && mkdir -p "$(RUN_METRICS)"

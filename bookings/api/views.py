@@ -284,8 +284,8 @@ class BookingCancelView(VisibleBookingsMixin, generics.GenericAPIView):
             ),
             404: NOT_FOUND,
             409: _error(
-                "The booking cannot be cancelled (already cancelled, cancelling, or "
-                "waiting for an operator)."
+                "Nothing is left to cancel: the booking is cancelled already, its cancellation "
+                "is under way, or it is being undone and waits for an operator."
             ),
             415: _error("The body is not JSON."),
             429: THROTTLED,
