@@ -218,6 +218,9 @@ def now() -> datetime:
 # it before it claims anything, so an event committed while it runs wakes another.
 
 
+NO_OUTCOME = "sent again: no outcome recorded after it was sent"  # a drain died holding it
+
+
 def drain_lease() -> float:
     """Seconds a drain holds what it claimed: its budget, then one whole attempt, then a margin."""
     return (
@@ -352,7 +355,7 @@ def drain(endpoint_id: Any, *, trailing: bool = False) -> dict[int, str]:
                 size = 1 if half_open else settings.WEBHOOK_BATCH
                 batch, claimed_at, gave_back = _claim(endpoint, size)
                 if not batch:
-                    if due.exists():
+                    if due.filter(redispatches__lt=settings.WEBHOOK_MAX_DISPATCHES).exists():
                         # Due, but behind an earlier event of their booking that another drain
                         # holds: once that one's attempt is made, they may go.
                         _publish_on_commit(endpoint.pk, settings.WEBHOOK_DEFER)
@@ -415,11 +418,19 @@ def _hold(endpoint_id: Any, size: int, moment: datetime, lease_end: datetime) ->
     pending = Delivery.Status.PENDING.value
     at, until = ops.adapt_datetimefield_value(moment), ops.adapt_datetimefield_value(lease_end)
     # Only table names and fixed SQL are formatted in; every value is a parameter.
+    # A row still held by a drain whose lease ran out (its next attempt after its dispatch, see
+    # the model) had a drain die on it: counted here as the sweeper counts it, so that a busy
+    # endpoint's next drain cannot take it again and again uncounted. One that reached
+    # WEBHOOK_MAX_DISPATCHES is not taken: the sweeper marks it failed.
+    died = "next_attempt_at > dispatched_at"
     sql = (
-        f"UPDATE {deliveries} SET next_attempt_at = %s, dispatched_at = %s, updated_at = %s"  # noqa: S608  # nosec B608
+        f"UPDATE {deliveries} SET next_attempt_at = %s, dispatched_at = %s, updated_at = %s,"  # noqa: S608  # nosec B608
+        f" redispatches = redispatches + CASE WHEN {died} THEN 1 ELSE 0 END,"
+        f" last_error = CASE WHEN {died} THEN %s ELSE last_error END"
         " WHERE endpoint_id = %s AND status = %s AND next_attempt_at <= %s AND id IN ("
         f" SELECT d.id FROM {deliveries} d JOIN {events} e ON e.id = d.event_id"
         " WHERE d.endpoint_id = %s AND d.status = %s AND d.next_attempt_at <= %s"
+        " AND d.redispatches < %s"
         " AND NOT EXISTS ("
         f"  SELECT 1 FROM {deliveries} w JOIN {events} we ON we.id = w.event_id"
         "   WHERE w.endpoint_id = d.endpoint_id AND w.status = %s AND w.attempts = 0"
@@ -427,7 +438,9 @@ def _hold(endpoint_id: Any, size: int, moment: datetime, lease_end: datetime) ->
         "   AND we.subject_id = e.subject_id AND we.sequence < e.sequence)"
         " ORDER BY d.id LIMIT %s)"
     )
-    params = [until, at, at, endpoint, pending, at, endpoint, pending, at, pending, at, size]
+    most = settings.WEBHOOK_MAX_DISPATCHES
+    params = [until, at, at, NO_OUTCOME, endpoint, pending, at, endpoint, pending, at, most,
+              pending, at, size]  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
@@ -663,7 +676,7 @@ def sweep(*, limit: int | None = None) -> int:
         )
         still_due.filter(pk__in=[pk for pk, _ in again if pk in died]).update(
             redispatches=F("redispatches") + 1,
-            last_error="sent again: no outcome recorded after it was sent",
+            last_error=NO_OUTCOME,
         )
         still_due.filter(pk__in=[pk for pk, _ in again]).update(
             dispatched_at=moment, updated_at=moment

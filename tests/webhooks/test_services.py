@@ -646,6 +646,31 @@ def test_a_drain_that_died_is_recognised_whatever_its_lease_was(resource, receiv
     assert poison.status == "failed"
 
 
+def test_a_busy_endpoints_next_drain_counts_the_death_and_leaves_a_poison_one_to_fail(
+    resource, receiver, settings
+):
+    """A drain died holding deliveries; before the sweeper looks, new traffic wakes another
+    drain of the endpoint. It counts the death as the sweeper would (the delivery then goes
+    alone), and does not take one that reached WEBHOOK_MAX_DISPATCHES: the sweeper fails it."""
+    owner = UserFactory()
+    endpoint = endpoint_for(owner, receiver.url)
+    for email in ("lost@example.com", "poison@example.com"):
+        book(resource, owner=owner, email=email)
+    lost, poison = Delivery.objects.order_by("id")
+    long_ago = timezone.now() - timedelta(minutes=5)
+    Delivery.objects.filter(pk__in=[lost.pk, poison.pk]).update(
+        dispatched_at=long_ago, next_attempt_at=long_ago + timedelta(seconds=90)
+    )
+    Delivery.objects.filter(pk=poison.pk).update(redispatches=settings.WEBHOOK_MAX_DISPATCHES)
+    assert services.drain(endpoint.pk) == {lost.pk: "delivered"}
+    lost.refresh_from_db()
+    assert (lost.redispatches, lost.status) == (1, "succeeded")
+    assert [r.headers["webhook-id"] for r in receiver.received] == [str(lost.event_id)]
+    assert services.sweep() == 0
+    poison.refresh_from_db()
+    assert poison.status == "failed" and "without an outcome" in poison.last_error
+
+
 def test_what_a_drain_gives_back_unsent_is_not_taken_for_a_death(
     resource, receiver, settings, django_capture_on_commit_callbacks
 ):
