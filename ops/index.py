@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.http.response import HttpResponseRedirectBase
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import Resolver404, resolve, reverse
 from django.views.decorators.csrf import csrf_exempt
@@ -61,12 +60,6 @@ class ApiRootView(APIView):
         return Response({key: api_reverse(name, request=request) for key, name in API_LINKS})
 
 
-class PermanentRedirect(HttpResponseRedirectBase):
-    """308: the client repeats the request at the new address with the same method and body."""
-
-    status_code = 308
-
-
 @csrf_exempt  # it changes nothing, and a client's POST must get its JSON answer, not a CSRF page
 def api_fallback(request: HttpRequest) -> HttpResponse:
     """Any /api/v1/ path that no endpoint matched. Missing its trailing slash (`/bookings`):
@@ -77,7 +70,10 @@ def api_fallback(request: HttpRequest) -> HttpResponse:
         location = request.get_full_path(force_append_slash=True)  # escaped as it came
         message = f"This address ends with a slash: {location}"
         body = json.dumps(error_body("trailing_slash", message))
-        return PermanentRedirect(location, content=body, content_type="application/json")
+        # 308: the client repeats the request there with the same method and body.
+        return HttpResponsePermanentRedirect(
+            location, preserve_request=True, content=body, content_type="application/json"
+        )
     return JsonResponse(error_body("not_found", "No API endpoint at this address."), status=404)
 
 
