@@ -359,6 +359,17 @@ def test_a_wrong_token_is_401(db):
     assert_error(api.get(BOOKINGS), 401, "not_authenticated")
 
 
+def test_a_deactivated_clients_token_is_401_and_its_bookings_stay_hidden(alice, garden):
+    assert alice.post(BOOKINGS, booking_body(), format="json").status_code == 201
+    alice.user.is_active = False
+    alice.user.save(update_fields=["is_active"])
+    body = assert_error(alice.get(BOOKINGS), 401, "not_authenticated")
+    assert "inactive" in body["message"]
+    alice.user.is_active = True
+    alice.user.save(update_fields=["is_active"])
+    assert alice.get(BOOKINGS).json()["count"] == 1
+
+
 def test_session_clients_must_send_the_csrf_token(db, garden):
     user = UserFactory(username="browser")
     browser = Client(enforce_csrf_checks=True)
