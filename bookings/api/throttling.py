@@ -27,6 +27,9 @@ class SlidingWindowThrottle(SimpleRateThrottle):
 
     num_requests: int  # set by SimpleRateThrottle.__init__ from the rate (used only with one)
     duration: int
+    # Not DRF's keys: a process still running DRF's throttle (during a deploy) would read these
+    # counts as its list of times and fail on them; the two count apart meanwhile.
+    cache_format = "throttle_window_%(scope)s_%(ident)s"
 
     def get_rate(self) -> str | None:
         return cast(str | None, api_settings.DEFAULT_THROTTLE_RATES.get(self.scope or ""))
@@ -49,10 +52,12 @@ class SlidingWindowThrottle(SimpleRateThrottle):
         self.window = math.floor(position)
         self.into = position - self.window  # how far into this window, 0 to 1
         saved = self.cache.get(self.key)
+        if not (isinstance(saved, tuple) and len(saved) == 3):
+            saved = (None, 0, 0)  # none yet (or not ours: counted anew)
         self.current = self.previous = 0
-        if saved and saved[0] == self.window:
+        if saved[0] == self.window:
             _, self.current, self.previous = saved
-        elif saved and saved[0] == self.window - 1:
+        elif saved[0] == self.window - 1:
             self.previous = saved[1]
         return self.estimate() >= self.num_requests
 

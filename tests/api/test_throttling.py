@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 from django.core.cache import cache
+from rest_framework.throttling import UserRateThrottle
 
 from bookings.api.throttling import ClientRateThrottle, SlidingWindowThrottle
 
@@ -100,3 +101,22 @@ def test_a_client_with_a_large_rate_costs_three_numbers_in_the_cache(clock, rate
 def test_a_rate_of_zero_refuses_everything_for_a_period(clock, rate):
     rate("0/minute")
     assert allowed(clock) == (False, 60.0)
+
+
+def test_during_a_deploy_drfs_throttle_and_this_one_do_not_read_each_others_counts(clock, rate):
+    """Old web processes (DRF's list of times) and new ones share the cache for a while: neither
+    may fail on what the other wrote (a 500 for the client), they count apart meanwhile."""
+    rate("10/minute")
+
+    class DrfClientThrottle(UserRateThrottle):  # what the web processes ran before
+        scope = "client"
+        rate = "10/minute"
+
+    for _ in range(3):
+        assert allowed(clock, clock.now + 1)[0]
+        assert DrfClientThrottle().allow_request(CLIENT, None)
+    ours = ClientRateThrottle().get_cache_key(CLIENT, None)
+    assert cache.get(ours)[1] == 3
+    assert len(cache.get(DrfClientThrottle().get_cache_key(CLIENT, None))) == 3
+    cache.set(ours, [clock.now - 5, clock.now - 6])  # anything else under our key: counted anew
+    assert allowed(clock)[0] and cache.get(ours)[1] == 1
