@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.core.mail import mail_admins, send_mail
 from django.db import connection, transaction
-from django.db.models import F, Model, Q, QuerySet
+from django.db.models import Case, F, Model, Q, QuerySet, Value, When
 from django.db.models.query import RawQuerySet
 from django.utils import timezone
 
@@ -480,11 +480,23 @@ def _postpone(
     endpoint: Endpoint, deliveries: QuerySet[Delivery], due: datetime, moment: datetime
 ) -> None:
     """Move the next attempt of `deliveries` to `due` without spending it; a drain is woken
-    then (or the sweeper sends them, if that is too far ahead for a countdown)."""
+    then (or the sweeper sends them, if that is too far ahead for a countdown). One still held
+    by a drain whose hold ran out had that drain die on it: the death is counted as _hold and
+    the sweeper count it (moving it would otherwise erase the only sign of it), and one that
+    reached WEBHOOK_MAX_DISPATCHES is left for the sweeper to fail."""
     wait = (due - moment).total_seconds()
     countdown = wait <= settings.WEBHOOK_COUNTDOWN_MAX
-    moved = deliveries.filter(status=Delivery.Status.PENDING).update(
-        next_attempt_at=due, dispatched_at=due if countdown else None, updated_at=moment
+    died = Q(next_attempt_at__gt=F("dispatched_at"), next_attempt_at__lte=moment)
+    moved = (
+        deliveries.filter(status=Delivery.Status.PENDING)
+        .exclude(died & Q(redispatches__gte=settings.WEBHOOK_MAX_DISPATCHES))
+        .update(
+            next_attempt_at=due,
+            dispatched_at=due if countdown else None,
+            updated_at=moment,
+            redispatches=F("redispatches") + Case(When(died, then=1), default=0),
+            last_error=Case(When(died, then=Value(NO_OUTCOME)), default=F("last_error")),
+        )
     )
     if moved and countdown:
         _publish_on_commit(endpoint.pk, wait)
@@ -664,7 +676,13 @@ def sweep(*, limit: int | None = None) -> int:
     # later, or none. Due again past that, no outcome came: its drain died. (Whatever the
     # lease's length was then: the settings may have changed since.)
     died = {pk: count for pk, _, at, sent, count in due if sent is not None and at > sent}
-    poison = [pk for pk, count in died.items() if count >= settings.WEBHOOK_MAX_DISPATCHES]
+    # Failed once its deaths reach the limit, this one included: drains no longer take it
+    # (_hold), so nothing else would end it.
+    poison = [
+        pk
+        for pk, _, _, _, count in due
+        if count + (pk in died) >= settings.WEBHOOK_MAX_DISPATCHES
+    ]
     again = [(pk, endpoint_id) for pk, endpoint_id, *_ in due if pk not in poison]
     # Only the rows still due: a drain may have taken one since it was read.
     still_due = Delivery.objects.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=moment)

@@ -671,6 +671,54 @@ def test_a_busy_endpoints_next_drain_counts_the_death_and_leaves_a_poison_one_to
     assert poison.status == "failed" and "without an outcome" in poison.last_error
 
 
+def test_a_death_behind_an_open_circuit_is_counted_and_a_poison_one_still_fails(
+    resource, receiver, settings
+):
+    """A drain died holding deliveries; the next drain finds the endpoint's circuit open and
+    postpones what is due. Postponing must not erase the death (the only sign of it is the
+    hold), and must not revive a delivery that reached WEBHOOK_MAX_DISPATCHES."""
+    owner = UserFactory()
+    endpoint = endpoint_for(owner, receiver.url)
+    for email in ("lost@example.com", "poison@example.com"):
+        book(resource, owner=owner, email=email)
+    lost, poison = Delivery.objects.order_by("id")
+    long_ago = timezone.now() - timedelta(minutes=5)
+    Delivery.objects.filter(pk__in=[lost.pk, poison.pk]).update(
+        dispatched_at=long_ago, next_attempt_at=long_ago + timedelta(seconds=90)
+    )
+    Delivery.objects.filter(pk=poison.pk).update(redispatches=settings.WEBHOOK_MAX_DISPATCHES)
+    Endpoint.objects.filter(pk=endpoint.pk).update(
+        circuit_open_until=timezone.now() + timedelta(seconds=30)
+    )
+    services.drain(endpoint.pk)
+    lost.refresh_from_db()
+    assert (lost.status, lost.attempts, lost.redispatches) == ("pending", 0, 1)
+    assert "no outcome" in lost.last_error and lost.next_attempt_at > timezone.now()
+    assert services.sweep() == 0  # the lost one is postponed, not due; the poison one fails
+    poison.refresh_from_db()
+    assert poison.status == "failed" and "without an outcome" in poison.last_error
+    assert receiver.received == []
+
+
+def test_the_death_that_reaches_the_limit_fails_the_delivery_at_once(resource, receiver, settings):
+    """Drains no longer take a delivery whose deaths reached WEBHOOK_MAX_DISPATCHES: the
+    sweeper that counts that last death fails it, rather than wake drains for it forever."""
+    owner = UserFactory()
+    endpoint = endpoint_for(owner, receiver.url)
+    book(resource, owner=owner)
+    delivery = Delivery.objects.get()
+    long_ago = timezone.now() - timedelta(minutes=5)
+    Delivery.objects.filter(pk=delivery.pk).update(
+        dispatched_at=long_ago,
+        next_attempt_at=long_ago + timedelta(seconds=90),
+        redispatches=settings.WEBHOOK_MAX_DISPATCHES - 1,
+    )
+    assert services.sweep() == 0
+    delivery.refresh_from_db()
+    assert delivery.status == "failed" and "without an outcome" in delivery.last_error
+    assert services.drain(endpoint.pk) == {} and receiver.received == []
+
+
 def test_what_a_drain_gives_back_unsent_is_not_taken_for_a_death(
     resource, receiver, settings, django_capture_on_commit_callbacks
 ):
