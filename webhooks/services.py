@@ -679,9 +679,7 @@ def sweep(*, limit: int | None = None) -> int:
     # Failed once its deaths reach the limit, this one included: drains no longer take it
     # (_hold), so nothing else would end it.
     poison = [
-        pk
-        for pk, _, _, _, count in due
-        if count + (pk in died) >= settings.WEBHOOK_MAX_DISPATCHES
+        pk for pk, _, _, _, count in due if count + (pk in died) >= settings.WEBHOOK_MAX_DISPATCHES
     ]
     again = [(pk, endpoint_id) for pk, endpoint_id, *_ in due if pk not in poison]
     # Only the rows still due: a drain may have taken one since it was read.
