@@ -334,7 +334,13 @@ def drain(endpoint_id: Any, *, trailing: bool = False) -> dict[int, str]:
     wait = _circuit_wait(endpoint, moment)
     if wait:  # the due deliveries wait for the circuit, without spending attempts
         ids = list(due.values_list("pk", flat=True))
-        _postpone(endpoint, due.filter(pk__in=ids), moment + timedelta(seconds=wait), moment)
+        _postpone(
+            endpoint,
+            due.filter(pk__in=ids),
+            moment + timedelta(seconds=wait),
+            moment,
+            dead_holds=True,
+        )
         return dict.fromkeys(ids, "deferred")
     outcomes: dict[int, str] = {}
     threshold = settings.WEBHOOK_CIRCUIT["failure_threshold"]
@@ -355,7 +361,7 @@ def drain(endpoint_id: Any, *, trailing: bool = False) -> dict[int, str]:
                 size = 1 if half_open else settings.WEBHOOK_BATCH
                 batch, claimed_at, gave_back = _claim(endpoint, size)
                 if not batch:
-                    if due.filter(redispatches__lt=settings.WEBHOOK_MAX_DISPATCHES).exists():
+                    if due.exclude(_spent(moment)).exists():
                         # Due, but behind an earlier event of their booking that another drain
                         # holds: once that one's attempt is made, they may go.
                         _publish_on_commit(endpoint.pk, settings.WEBHOOK_DEFER)
@@ -420,8 +426,8 @@ def _hold(endpoint_id: Any, size: int, moment: datetime, lease_end: datetime) ->
     # Only table names and fixed SQL are formatted in; every value is a parameter.
     # A row still held by a drain whose lease ran out (its next attempt after its dispatch, see
     # the model) had a drain die on it: counted here as the sweeper counts it, so that a busy
-    # endpoint's next drain cannot take it again and again uncounted. One that reached
-    # WEBHOOK_MAX_DISPATCHES is not taken: the sweeper marks it failed.
+    # endpoint's next drain cannot take it again and again uncounted. One whose deaths reach
+    # WEBHOOK_MAX_DISPATCHES, this one included, is not taken: the sweeper marks it failed.
     died = "next_attempt_at > dispatched_at"
     sql = (
         f"UPDATE {deliveries} SET next_attempt_at = %s, dispatched_at = %s, updated_at = %s,"  # noqa: S608  # nosec B608
@@ -430,7 +436,8 @@ def _hold(endpoint_id: Any, size: int, moment: datetime, lease_end: datetime) ->
         " WHERE endpoint_id = %s AND status = %s AND next_attempt_at <= %s AND id IN ("
         f" SELECT d.id FROM {deliveries} d JOIN {events} e ON e.id = d.event_id"
         " WHERE d.endpoint_id = %s AND d.status = %s AND d.next_attempt_at <= %s"
-        " AND d.redispatches < %s"
+        " AND d.redispatches"
+        " + CASE WHEN d.next_attempt_at > d.dispatched_at THEN 1 ELSE 0 END < %s"
         " AND NOT EXISTS ("
         f"  SELECT 1 FROM {deliveries} w JOIN {events} we ON we.id = w.event_id"
         "   WHERE w.endpoint_id = d.endpoint_id AND w.status = %s AND w.attempts = 0"
@@ -477,29 +484,49 @@ def _circuit_wait(endpoint: Endpoint, moment: datetime) -> float:
 
 
 def _postpone(
-    endpoint: Endpoint, deliveries: QuerySet[Delivery], due: datetime, moment: datetime
+    endpoint: Endpoint,
+    deliveries: QuerySet[Delivery],
+    due: datetime,
+    moment: datetime,
+    *,
+    dead_holds: bool = False,
 ) -> None:
     """Move the next attempt of `deliveries` to `due` without spending it; a drain is woken
-    then (or the sweeper sends them, if that is too far ahead for a countdown). One still held
-    by a drain whose hold ran out had that drain die on it: the death is counted as _hold and
-    the sweeper count it (moving it would otherwise erase the only sign of it), and one that
-    reached WEBHOOK_MAX_DISPATCHES is left for the sweeper to fail."""
+    then (or the sweeper sends them, if that is too far ahead for a countdown).
+
+    `dead_holds`: the deliveries are due, not held by the caller, so one whose hold ran out
+    had its drain die on it. Its death is counted as _hold and the sweeper count it (moving it
+    would erase the only sign of it), and one whose death reaches WEBHOOK_MAX_DISPATCHES is left
+    for the sweeper to fail. (A drain postponing what it holds itself counts no death.)"""
     wait = (due - moment).total_seconds()
     countdown = wait <= settings.WEBHOOK_COUNTDOWN_MAX
-    died = Q(next_attempt_at__gt=F("dispatched_at"), next_attempt_at__lte=moment)
-    moved = (
-        deliveries.filter(status=Delivery.Status.PENDING)
-        .exclude(died & Q(redispatches__gte=settings.WEBHOOK_MAX_DISPATCHES))
-        .update(
-            next_attempt_at=due,
-            dispatched_at=due if countdown else None,
-            updated_at=moment,
-            redispatches=F("redispatches") + Case(When(died, then=1), default=0),
-            last_error=Case(When(died, then=Value(NO_OUTCOME)), default=F("last_error")),
-        )
-    )
+    pending = deliveries.filter(status=Delivery.Status.PENDING)
+    moves: dict[str, Any] = {
+        "next_attempt_at": due,
+        "dispatched_at": due if countdown else None,
+        "updated_at": moment,
+    }
+    if dead_holds:
+        died = _died(moment)
+        pending = pending.exclude(_spent(moment))
+        moves["redispatches"] = F("redispatches") + Case(When(died, then=1), default=0)
+        moves["last_error"] = Case(When(died, then=Value(NO_OUTCOME)), default=F("last_error"))
+    moved = pending.update(**moves)
     if moved and countdown:
         _publish_on_commit(endpoint.pk, wait)
+
+
+def _died(moment: datetime) -> Q:
+    """Pending deliveries held by a drain whose hold ran out by `moment`: it died on them (only
+    a drain's hold leaves the next attempt after the dispatch; see sweep())."""
+    return Q(next_attempt_at__gt=F("dispatched_at"), next_attempt_at__lte=moment)
+
+
+def _spent(moment: datetime) -> Q:
+    """Deliveries whose drains died WEBHOOK_MAX_DISPATCHES times, counting a death not counted
+    yet: no drain takes them any more, the sweeper fails them."""
+    most = settings.WEBHOOK_MAX_DISPATCHES
+    return Q(redispatches__gte=most) | (_died(moment) & Q(redispatches__gte=most - 1))
 
 
 def _record(

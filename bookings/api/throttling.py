@@ -3,11 +3,13 @@ default cache (Redis in production, so every web process shares the counts). Rat
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] at request time rather than at import, so a deployment
 (or a test) can change them.
 
-Each count is a sliding window kept as two numbers: this window's requests and the last one's
-(the approximation Cloudflare and NGINX describe). DRF's own SimpleRateThrottle keeps a list of
-every request's time in the window and reads, trims and writes all of it back on each request:
-at 300/minute that is 300 floats, but a client allowed 100,000/hour pays for a list of up to
-100,000 on every request. Here a request reads and writes three integers whatever the rate."""
+A rate of N per period is a bucket of N requests that refills by one every period/N: a client
+may send N at once, then one every period/N (so at most 2N - 1 within any one period, N per
+period sustained). Kept as one number per client, the time at which its bucket is full again:
+the generic cell rate algorithm (GCRA) of ATM networks, which redis-cell and the rate limiters
+of the large APIs describe. DRF's own SimpleRateThrottle keeps every request's time in the
+period and reads, trims and writes all of them back on each request: at 300/minute that is up
+to 300 floats, but a client allowed 100,000/hour pays for a list of up to 100,000 each time."""
 
 from __future__ import annotations
 
@@ -18,18 +20,18 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
 
 
-class SlidingWindowThrottle(SimpleRateThrottle):
-    """A SimpleRateThrottle (rates, keys, cache and timer as DRF's) that counts in two fixed
-    windows of the rate's period: the requests of the last `period` seconds are estimated as this
-    window's plus the last window's share still inside the period, rounded up. The counts are
-    read and written back, as DRF's throttle does (two processes that read the same count at
-    the same instant both add one to it: a burst across processes can pass a few over)."""
+class BucketThrottle(SimpleRateThrottle):
+    """A SimpleRateThrottle (rates, keys, cache and timer as DRF's) counting by GCRA: a request
+    passes if the client's bucket still holds one, that is if its "full again" time is at most
+    period - period/N ahead; a request that passes moves that time on by period/N. Read and
+    written back as DRF's throttle does: two processes that read the same time at the same
+    instant both pass, so a burst across processes can pass a few over."""
 
     num_requests: int  # set by SimpleRateThrottle.__init__ from the rate (used only with one)
     duration: int
     # Not DRF's keys: a process still running DRF's throttle (during a deploy) would read these
-    # counts as its list of times and fail on them; the two count apart meanwhile.
-    cache_format = "throttle_window_%(scope)s_%(ident)s"
+    # times as its list of times and fail on them; the two count apart meanwhile.
+    cache_format = "throttle_bucket_%(scope)s_%(ident)s"
 
     def get_rate(self) -> str | None:
         return cast(str | None, api_settings.DEFAULT_THROTTLE_RATES.get(self.scope or ""))
@@ -46,44 +48,33 @@ class SlidingWindowThrottle(SimpleRateThrottle):
         return True
 
     def over(self) -> bool:
-        """Whether the window is full (reads the counts of `self.key`, counts nothing)."""
+        """Whether the bucket of `self.key` is empty (reads it, counts nothing)."""
         self.now = self.timer()
-        position = self.now / self.duration
-        self.window = math.floor(position)
-        self.into = position - self.window  # how far into this window, 0 to 1
         saved = self.cache.get(self.key)
-        if not (isinstance(saved, tuple) and len(saved) == 3):
-            saved = (None, 0, 0)  # none yet (or not ours: counted anew)
-        self.current = self.previous = 0
-        if saved[0] == self.window:
-            _, self.current, self.previous = saved
-        elif saved[0] == self.window - 1:
-            self.previous = saved[1]
-        return self.estimate() >= self.num_requests
+        # Anything but a time (none yet, or not ours) is a full bucket.
+        fresh = not isinstance(saved, int | float) or isinstance(saved, bool)
+        self.full_at = self.now if fresh else max(float(saved), self.now)
+        if self.num_requests <= 0:  # a rate of 0: never
+            return True
+        return self.full_at - self.now > self.duration - self.interval
 
-    def estimate(self) -> int:
-        return self.current + math.ceil(self.previous * (1 - self.into))
+    @property
+    def interval(self) -> float:
+        return self.duration / self.num_requests
 
     def count_one(self) -> None:
-        self.current += 1
-        # Kept through the next window, where it is that window's "last window".
-        self.cache.set(self.key, (self.window, self.current, self.previous), 2 * self.duration)
+        self.full_at += self.interval
+        # Kept until the bucket is full again, when it would be read as none anyway.
+        self.cache.set(self.key, self.full_at, math.ceil(self.full_at - self.now) + 1)
 
     def wait(self) -> float:
-        """Seconds until the estimate is below the rate again (at least one)."""
-        if self.num_requests <= 0:  # a rate of 0: never
+        """Seconds until the bucket holds one request again."""
+        if self.num_requests <= 0:
             return float(self.duration)
-        room = self.num_requests - self.current  # this window's requests stay until it ends
-        if room > 0:
-            # The last window's share must fall below `room`: previous * (1 - into) < room.
-            into = 1 - (room - 1) / self.previous if self.previous else self.into
-            return max(1.0, (into - self.into) * self.duration)
-        # Full on its own: next window, this window's share must fall below the rate.
-        into = 1 - (self.num_requests - 1) / self.current
-        return max(1.0, (1 - self.into + into) * self.duration)
+        return max(0.001, self.full_at - self.now - (self.duration - self.interval))
 
 
-class ClientRateThrottle(SlidingWindowThrottle, UserRateThrottle):
+class ClientRateThrottle(BucketThrottle, UserRateThrottle):
     """Requests per authenticated client (user id); anonymous requests are left to the next."""
 
     scope = "client"
@@ -94,13 +85,13 @@ class ClientRateThrottle(SlidingWindowThrottle, UserRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
 
 
-class AnonymousRateThrottle(SlidingWindowThrottle, AnonRateThrottle):
+class AnonymousRateThrottle(BucketThrottle, AnonRateThrottle):
     """Requests per anonymous client address (the schema and the docs are public)."""
 
     scope = "anonymous"
 
 
-class FailedAuthenticationThrottle(SlidingWindowThrottle):
+class FailedAuthenticationThrottle(BucketThrottle):
     """Failed authentications per client address (REST_FRAMEWORK["NUM_PROXIES"] says which
     address). Authentication runs before DRF's throttles, so a flood of invalid tokens would
     otherwise cost a database lookup each and never be refused; ThrottledTokenAuthentication
@@ -112,7 +103,7 @@ class FailedAuthenticationThrottle(SlidingWindowThrottle):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
     def exhausted(self, request: Any) -> bool:
-        """Whether this address has failed as often as the rate allows within its window; counts
+        """Whether this address has failed as often as the rate allows for now; counts
         nothing. Without a rate for the scope, never."""
         if self.rate is None:
             return False
@@ -123,5 +114,5 @@ class FailedAuthenticationThrottle(SlidingWindowThrottle):
         """Count one failed authentication from this address."""
         if self.rate is None:
             return
-        self.exhausted(request)  # reads this address's counts
+        self.exhausted(request)  # reads this address's bucket
         self.count_one()

@@ -1,6 +1,6 @@
-"""The throttles' sliding window: what a client over its rate is refused, when it may come back,
-and what the count costs whatever the rate. (Through the API: test_bookings.py and
-test_hardening.py.)"""
+"""The throttles' bucket: what a client over its rate is refused, when it may come back, what it
+may send in any one period, and what the count costs whatever the rate. (Through the API:
+test_bookings.py and test_hardening.py.)"""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.throttling import UserRateThrottle
 
-from bookings.api.throttling import ClientRateThrottle, SlidingWindowThrottle
+from bookings.api.throttling import BucketThrottle, ClientRateThrottle
 
 CLIENT = SimpleNamespace(user=SimpleNamespace(is_authenticated=True, pk=7))
 
@@ -23,8 +23,8 @@ class Clock:
 
 @pytest.fixture
 def clock(monkeypatch) -> Clock:
-    clock = Clock(60.0 * 1_000_000)  # the start of a minute
-    monkeypatch.setattr(SlidingWindowThrottle, "timer", staticmethod(lambda: clock.now))
+    clock = Clock(1_800_000_000.0)
+    monkeypatch.setattr(BucketThrottle, "timer", staticmethod(lambda: clock.now))
     return clock
 
 
@@ -49,53 +49,59 @@ def allowed(clock: Clock, at: float | None = None) -> tuple[bool, float | None]:
     return passed, None if passed else throttle.wait()
 
 
-def test_the_rate_passes_within_a_window_and_the_next_request_waits_for_the_window(clock, rate):
+def test_a_client_may_send_its_rate_at_once_then_one_each_period_over_the_rate(clock, rate):
     rate("10/minute")
     start = clock.now
-    assert all(allowed(clock, start + i)[0] for i in range(10))
-    passed, wait = allowed(clock, start + 10)
+    assert all(allowed(clock, start + i * 0.1)[0] for i in range(10))
+    passed, wait = allowed(clock, start + 1)
     assert not passed
-    # All ten fell in this window: they count in full until it ends, then fade out over the next.
-    assert wait is not None and round(wait, 3) == 56  # 50 s to the next window, 6 s into it
-    assert not allowed(clock, start + 10 + wait - 1)[0]
-    assert allowed(clock, start + 10 + wait + 0.001)[0]
+    assert wait is not None and round(wait, 3) == 5  # the first of the ten is 6 s old then
+    assert not allowed(clock, start + 1 + wait - 0.5)[0]
+    assert allowed(clock, start + 1 + wait + 0.001)[0]
+    assert not allowed(clock, start + 6.5)[0]  # and the next one 6 s later
+    assert allowed(clock, start + 12.001)[0]
 
 
-def test_the_last_windows_requests_count_for_the_share_still_within_the_period(clock, rate):
-    rate("10/minute")
-    start = clock.now
-    for i in range(10):
-        assert allowed(clock, start + 50 + i * 0.5)[0]  # late in the first minute
-    # 5 s into the next minute nearly all of them are less than a minute old: refused.
-    passed, wait = allowed(clock, start + 65)
-    assert not passed and wait is not None and wait >= 1
-    # Halfway through it, half of them count: five more pass, the sixth does not.
-    assert [allowed(clock, start + 90 + i * 0.1)[0] for i in range(6)] == [True] * 5 + [False]
+def test_a_client_at_its_rate_is_never_refused_whatever_the_clock(clock, rate):
+    """No window boundaries: a client keeping to its rate passes every time, small rates too."""
+    rate("1/second")
+    start = clock.now + 0.37
+    assert all(allowed(clock, start + i)[0] for i in range(300))
+    rate("300/minute")
+    start = clock.now + 1
+    assert all(allowed(clock, start + i * 0.2)[0] for i in range(1500))
 
 
-def test_retry_after_is_when_the_next_request_passes(clock, rate):
-    """Whatever came before, a refused client that comes back after Retry-After passes."""
+def test_retry_after_is_when_the_next_request_passes_and_no_period_holds_2n(clock, rate):
+    """Whatever came before, a refused client that comes back after Retry-After passes; and a
+    client sending as fast as it is let through gets at most 2N - 1 within any one period."""
     rate("20/minute")
     draw = random.Random(20261207)
-    for _ in range(200):
+    for _ in range(100):
         cache.clear()
-        start = clock.now = 60.0 * draw.randrange(10**6)
-        t = start
-        while True:
-            t += draw.expovariate(1.0)
+        t = clock.now = clock.now + 3600
+        end = t + 300
+        passed_at = []
+        while t < end:
+            t += draw.expovariate(2.0)
             passed, wait = allowed(clock, t)
-            if not passed:
-                break
-        assert wait is not None and wait >= 1
-        assert allowed(clock, t + wait + 0.001)[0], (start, t, wait)
+            if passed:
+                passed_at.append(t)
+                continue
+            assert wait is not None and 0 < wait <= 60
+            if draw.random() < 0.5:  # comes back as told
+                t += wait + 0.001
+                assert allowed(clock, t)[0], t
+                passed_at.append(t)
+        assert max(sum(1 for u in passed_at if s <= u < s + 60) for s in passed_at) <= 39
 
 
-def test_a_client_with_a_large_rate_costs_three_numbers_in_the_cache(clock, rate):
+def test_a_client_with_a_large_rate_costs_one_number_in_the_cache(clock, rate):
     rate("1000000/minute")
-    for i in range(5000):
-        assert allowed(clock, clock.now + 0.01)[0]
+    for _ in range(5000):
+        assert allowed(clock, clock.now + 0.001)[0]
     saved = cache.get(ClientRateThrottle().get_cache_key(CLIENT, None))
-    assert len(saved) == 3 and saved[1] + saved[2] == 5000
+    assert isinstance(saved, float)
 
 
 def test_a_rate_of_zero_refuses_everything_for_a_period(clock, rate):
@@ -116,7 +122,7 @@ def test_during_a_deploy_drfs_throttle_and_this_one_do_not_read_each_others_coun
         assert allowed(clock, clock.now + 1)[0]
         assert DrfClientThrottle().allow_request(CLIENT, None)
     ours = ClientRateThrottle().get_cache_key(CLIENT, None)
-    assert cache.get(ours)[1] == 3
     assert len(cache.get(DrfClientThrottle().get_cache_key(CLIENT, None))) == 3
-    cache.set(ours, [clock.now - 5, clock.now - 6])  # anything else under our key: counted anew
-    assert allowed(clock)[0] and cache.get(ours)[1] == 1
+    for other in ([clock.now - 5, clock.now - 6], "x", True):  # not ours: a full bucket
+        cache.set(ours, other)
+        assert allowed(clock)[0] and cache.get(ours) == clock.now + 6

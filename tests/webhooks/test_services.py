@@ -700,9 +700,12 @@ def test_a_death_behind_an_open_circuit_is_counted_and_a_poison_one_still_fails(
     assert receiver.received == []
 
 
-def test_the_death_that_reaches_the_limit_fails_the_delivery_at_once(resource, receiver, settings):
-    """Drains no longer take a delivery whose deaths reached WEBHOOK_MAX_DISPATCHES: the
-    sweeper that counts that last death fails it, rather than wake drains for it forever."""
+def test_the_death_that_reaches_the_limit_fails_the_delivery_and_it_is_not_sent_again(
+    resource, receiver, settings
+):
+    """A delivery whose drains died WEBHOOK_MAX_DISPATCHES times, this death included, is not
+    sent again by the endpoint's next drain; the sweeper that counts that death fails it, rather
+    than wake drains for it forever."""
     owner = UserFactory()
     endpoint = endpoint_for(owner, receiver.url)
     book(resource, owner=owner)
@@ -713,10 +716,34 @@ def test_the_death_that_reaches_the_limit_fails_the_delivery_at_once(resource, r
         next_attempt_at=long_ago + timedelta(seconds=90),
         redispatches=settings.WEBHOOK_MAX_DISPATCHES - 1,
     )
+    assert services.drain(endpoint.pk) == {}  # new traffic woke a drain before the sweeper
     assert services.sweep() == 0
     delivery.refresh_from_db()
     assert delivery.status == "failed" and "without an outcome" in delivery.last_error
+    assert delivery.redispatches == settings.WEBHOOK_MAX_DISPATCHES - 1
     assert services.drain(endpoint.pk) == {} and receiver.received == []
+
+
+def test_a_drain_past_its_lease_postponing_what_it_holds_counts_no_death(
+    resource, settings, monkeypatch
+):
+    """The circuit opens in the middle of a batch: the drain gives the rest back for later. If
+    it has outlived its lease meanwhile, what it holds is still not a dead drain's."""
+    settings.WEBHOOK_CIRCUIT = {"failure_threshold": 2, "cool_down": 30}
+    monkeypatch.setattr(services, "drain_lease", lambda: 0.000001)  # out by the time it records
+    owner = UserFactory()
+    endpoint = endpoint_for(owner, "http://127.0.0.1:9/hook")
+    for i in range(3):
+        book(resource, owner=owner, email=f"g{i}@example.com")
+    first, second, third = Delivery.objects.order_by("id")
+    assert services.drain(endpoint.pk)[third.pk] == "deferred"
+    third.refresh_from_db()
+    assert (third.status, third.attempts, third.redispatches, third.last_error) == (
+        "pending",
+        0,
+        0,
+        "",
+    )
 
 
 def test_what_a_drain_gives_back_unsent_is_not_taken_for_a_death(
