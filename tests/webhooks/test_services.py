@@ -735,7 +735,7 @@ def test_a_drain_past_its_lease_postponing_what_it_holds_counts_no_death(
     endpoint = endpoint_for(owner, "http://127.0.0.1:9/hook")
     for i in range(3):
         book(resource, owner=owner, email=f"g{i}@example.com")
-    first, second, third = Delivery.objects.order_by("id")
+    *_, third = Delivery.objects.order_by("id")
     assert services.drain(endpoint.pk)[third.pk] == "deferred"
     third.refresh_from_db()
     assert (third.status, third.attempts, third.redispatches, third.last_error) == (
