@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -13,6 +14,9 @@ from rest_framework.exceptions import AuthenticationFailed, Throttled
 from config import queries
 
 from .throttling import FailedAuthenticationThrottle
+
+# What a key can be (DRF's are 40 hex digits, its column at most 40 characters).
+KEY = re.compile(r"[A-Za-z0-9]{1,40}")
 
 
 def _user_of_token(token_model: Any) -> str:
@@ -51,6 +55,8 @@ class ThrottledTokenAuthentication(TokenAuthentication):
             raise
 
     def authenticate_credentials(self, key: str) -> tuple[Any, str]:
+        if not KEY.fullmatch(key):  # never a key (a NUL byte would fail in PostgreSQL: a 500)
+            raise AuthenticationFailed(_("Invalid token."))
         where = _user_of_token(self.get_model())
         user = next(iter(queries.select(get_user_model(), where, [key])), None)
         if user is None:

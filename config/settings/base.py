@@ -4,6 +4,7 @@ local.py, test.py and production.py only override."""
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,18 @@ def env(name: str, default: str | None = None) -> str:
     value = os.environ.get(name, default)
     if value is None:
         raise ImproperlyConfigured(f"The environment variable {name} is required.")
+    return value
+
+
+def env_rate(name: str, default: str) -> str:
+    """A throttle rate, `<requests>/<second|minute|hour|day>`: refused at start-up otherwise
+    (DRF would fail on it in every request)."""
+    value = env(name, default).strip()
+    if not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", value):
+        raise ImproperlyConfigured(
+            f"{name}={value!r}: give a rate as <requests>/<second|minute|hour|day>, "
+            f"say {default!r}."
+        )
     return value
 
 
@@ -486,9 +499,9 @@ REST_FRAMEWORK = {
         "bookings.api.throttling.AnonymousRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
-        "client": env("API_THROTTLE_CLIENT", "300/minute"),
-        "anonymous": env("API_THROTTLE_ANONYMOUS", "60/minute"),
-        "failed_authentication": env("API_THROTTLE_FAILED_AUTHENTICATION", "20/minute"),
+        "client": env_rate("API_THROTTLE_CLIENT", "300/minute"),
+        "anonymous": env_rate("API_THROTTLE_ANONYMOUS", "60/minute"),
+        "failed_authentication": env_rate("API_THROTTLE_FAILED_AUTHENTICATION", "20/minute"),
     },
     # How many proxies in front of the web processes append to X-Forwarded-For: the client
     # address the throttles count is the one the outermost of them saw. 0 (`make run`, no

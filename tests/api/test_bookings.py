@@ -6,8 +6,10 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.middleware.csrf import _get_new_csrf_string
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -357,6 +359,15 @@ def test_a_wrong_token_is_401(db):
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION="Token nope")
     assert_error(api.get(BOOKINGS), 401, "not_authenticated")
+
+
+@pytest.mark.parametrize("key", ["abc\x00def", "x" * 41, "naïve", "a;b", "%00"])
+def test_a_token_that_cannot_be_a_key_is_401_without_a_query(db, key, settings):
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    with CaptureQueriesContext(connection) as queries:
+        assert_error(api.get(BOOKINGS), 401, "not_authenticated")
+    assert len(queries) == 0
 
 
 def test_a_deactivated_clients_token_is_401_and_its_bookings_stay_hidden(alice, garden):

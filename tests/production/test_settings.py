@@ -78,3 +78,11 @@ def test_a_provider_health_ttl_that_would_hide_an_open_circuit_refuses_to_start(
     result = manage("check", env={**GOOD, "BOOKING_PROVIDER_HEALTH_TTL": ttl})
     assert result.returncode != 0
     assert "BOOKING_PROVIDER_HEALTH_TTL" in result.stderr and "from 0 to 10" in result.stderr
+
+
+@pytest.mark.parametrize("rate", ["", "10 per minute", "10/fortnight", "ten/minute", "10/mango"])
+def test_a_throttle_rate_that_cannot_be_read_refuses_to_start(rate):
+    """DRF would fail on it in every API request (a 500 each): refused at start-up instead."""
+    result = manage("check", env={**GOOD, "API_THROTTLE_CLIENT": rate})
+    assert result.returncode != 0
+    assert "API_THROTTLE_CLIENT" in result.stderr and "<requests>/" in result.stderr
