@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -68,9 +69,26 @@ def log(message: str) -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port for `make run` whose next one (its webhook receiver's) is free too, both below the
+    kernel's ephemeral range: a port the kernel hands out (bind to 0) may be given meanwhile to
+    an outgoing connection (the worker's to the broker), and the receiver then failed to bind
+    its port (EADDRINUSE) and took `make run` down with it."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
+            ephemeral = int(fh.read().split()[0])
+    except OSError:  # not Linux
+        ephemeral = 32768
+    draw = random.Random()  # nosec B311 (a port, not a secret)
+    for _ in range(200):
+        port = draw.randrange(10000, ephemeral - 2)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+        except OSError:
+            continue
+        return port
+    raise SmokeFailure("no two free ports in a row below the ephemeral range")
 
 
 def run(*cmd: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
