@@ -646,12 +646,9 @@ def test_a_drain_that_died_is_recognised_whatever_its_lease_was(resource, receiv
     assert poison.status == "failed"
 
 
-def test_a_busy_endpoints_next_drain_counts_the_death_and_leaves_a_poison_one_to_fail(
-    resource, receiver, settings
-):
-    """A drain died holding deliveries; before the sweeper looks, new traffic wakes another
-    drain of the endpoint. It counts the death as the sweeper would (the delivery then goes
-    alone), and does not take one that reached WEBHOOK_MAX_DISPATCHES: the sweeper fails it."""
+def held_by_a_dead_drain(resource, receiver, settings) -> tuple[Endpoint, Delivery, Delivery]:
+    """Two deliveries to one endpoint, held five minutes ago by a drain that died: `lost`, and
+    `poison`, whose drains already died WEBHOOK_MAX_DISPATCHES times."""
     owner = UserFactory()
     endpoint = endpoint_for(owner, receiver.url)
     for email in ("lost@example.com", "poison@example.com"):
@@ -662,6 +659,16 @@ def test_a_busy_endpoints_next_drain_counts_the_death_and_leaves_a_poison_one_to
         dispatched_at=long_ago, next_attempt_at=long_ago + timedelta(seconds=90)
     )
     Delivery.objects.filter(pk=poison.pk).update(redispatches=settings.WEBHOOK_MAX_DISPATCHES)
+    return endpoint, lost, poison
+
+
+def test_a_busy_endpoints_next_drain_counts_the_death_and_leaves_a_poison_one_to_fail(
+    resource, receiver, settings
+):
+    """A drain died holding deliveries; before the sweeper looks, new traffic wakes another
+    drain of the endpoint. It counts the death as the sweeper would (the delivery then goes
+    alone), and does not take one that reached WEBHOOK_MAX_DISPATCHES: the sweeper fails it."""
+    endpoint, lost, poison = held_by_a_dead_drain(resource, receiver, settings)
     assert services.drain(endpoint.pk) == {lost.pk: "delivered"}
     lost.refresh_from_db()
     assert (lost.redispatches, lost.status) == (1, "succeeded")
@@ -677,16 +684,7 @@ def test_a_death_behind_an_open_circuit_is_counted_and_a_poison_one_still_fails(
     """A drain died holding deliveries; the next drain finds the endpoint's circuit open and
     postpones what is due. Postponing must not erase the death (the only sign of it is the
     hold), and must not revive a delivery that reached WEBHOOK_MAX_DISPATCHES."""
-    owner = UserFactory()
-    endpoint = endpoint_for(owner, receiver.url)
-    for email in ("lost@example.com", "poison@example.com"):
-        book(resource, owner=owner, email=email)
-    lost, poison = Delivery.objects.order_by("id")
-    long_ago = timezone.now() - timedelta(minutes=5)
-    Delivery.objects.filter(pk__in=[lost.pk, poison.pk]).update(
-        dispatched_at=long_ago, next_attempt_at=long_ago + timedelta(seconds=90)
-    )
-    Delivery.objects.filter(pk=poison.pk).update(redispatches=settings.WEBHOOK_MAX_DISPATCHES)
+    endpoint, lost, poison = held_by_a_dead_drain(resource, receiver, settings)
     Endpoint.objects.filter(pk=endpoint.pk).update(
         circuit_open_until=timezone.now() + timedelta(seconds=30)
     )
