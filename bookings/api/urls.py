@@ -1,7 +1,6 @@
 """/api/v1/: included from config/urls.py."""
 
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from . import views
 
@@ -11,11 +10,11 @@ urlpatterns = [
     path("bookings/<str:pk>/", views.BookingDetailView.as_view(), name="api-booking"),
     path("bookings/<str:pk>/cancel/", views.BookingCancelView.as_view(), name="api-booking-cancel"),
     path("resources/", views.ResourceListView.as_view(), name="api-resources"),
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("schema/", views.SchemaView.as_view(), name="api-schema"),
+    path("docs/", views.SwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path(
         "redoc/",
-        SpectacularRedocView.as_view(url_name="api-schema", template_name="api/redoc.html"),
+        views.RedocView.as_view(url_name="api-schema", template_name="api/redoc.html"),
         name="api-redoc",
     ),
 ]

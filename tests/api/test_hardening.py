@@ -31,6 +31,38 @@ def rates(settings, **rates: str) -> None:
     }
 
 
+# --- the schema and its documentation pages -----------------------------------------------------
+
+PAGES = [
+    ("/api/v1/schema/", "application/vnd.oai.openapi"),  # YAML, unless JSON is asked for
+    ("/api/v1/docs/", "text/html"),
+    ("/api/v1/redoc/", "text/html"),
+]
+
+
+@pytest.mark.parametrize(("path", "page_type"), PAGES)
+def test_the_schema_and_docs_pages_answer_their_errors_in_the_api_json_format(
+    settings, path, page_type
+):
+    """A newcomer's script that fetches the schema too often, or with the wrong Accept or
+    method, gets the API's JSON error (code, message), not YAML or an HTML fragment."""
+    rates(settings, anonymous="1/minute")
+    anonymous = APIClient(REMOTE_ADDR="10.0.0.21")
+    page = anonymous.get(path)
+    assert page.status_code == 200
+    assert page["Content-Type"].startswith(page_type)
+    throttled = anonymous.get(path)
+    assert_error(throttled, 429, "throttled")
+    assert throttled["Content-Type"] == "application/json"
+    assert 0 < int(throttled["Retry-After"]) <= 60
+
+    rates(settings, anonymous="100/minute")
+    other = APIClient(REMOTE_ADDR="10.0.0.22")
+    assert_error(other.post(path), 405, "method_not_allowed")
+    assert_error(other.get(path, HTTP_ACCEPT="application/xml"), 406, "not_acceptable")
+    assert other.get(path, HTTP_ACCEPT="*/*")["Content-Type"].startswith(page_type)
+
+
 # --- item 4: nested JSON ------------------------------------------------------------------------
 
 
