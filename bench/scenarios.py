@@ -451,22 +451,28 @@ WEBHOOKS_PACED = 20.0  # bookings/s offered for the delivery latency below satur
 def webhooks_cost() -> None:
     """The booking pipeline for 4 clients with one webhook endpoint each (every booking's
     booking.created and booking.completed delivered, signed, to a receiver on 127.0.0.1), next
-    to the same run with no endpoint, in interleaved rounds (ratios within each round), plus
-    the delivery latency from each state change to its arrival, at saturation and with
-    WEBHOOKS_PACED bookings/s offered. The workers consume the saga
-    queue and the deliveries' queue (WEBHOOK_QUEUE), as the Procfile's worker does."""
+    to the same run with no endpoint, in interleaved rounds (ratios within each round; each
+    round runs first the side the round before ran second), plus the delivery latency from each
+    state change to its arrival, at saturation and with WEBHOOKS_PACED bookings/s offered. The
+    workers consume the saga queue and the deliveries' queue (WEBHOOK_QUEUE), as the Procfile's
+    worker does."""
     receiver = Receiver()
     queues = f"{QUEUE},{os.environ['WEBHOOK_QUEUE']}"
     n = min(ARGS.sagas, 1500)
     rounds = []
     try:
         for number in range(1, ARGS.rounds + 1):
-            plain = run_sagas(f"round {number}: no endpoints", "happy", n, keep=False,
-                              owners=_clients(None), queues=queues)  # fmt: skip
-            hooked = run_sagas(f"round {number}: one endpoint per client", "happy", n,
-                               keep=False, owners=_clients(receiver.url), queues=queues,
-                               settle=_deliveries_settled(receiver))  # fmt: skip
-            rounds.append((plain, hooked))
+            # Alternate which goes first (ABBA...): this machine's speed drifts within minutes,
+            # and a fixed order would charge the drift to one side of every pair.
+            done = {}
+            for hooked in (False, True) if number % 2 else (True, False):
+                label = "one endpoint per client" if hooked else "no endpoints"
+                done[hooked] = run_sagas(
+                    f"round {number}: {label}", "happy", n, keep=False, queues=queues,
+                    owners=_clients(receiver.url if hooked else None),
+                    settle=_deliveries_settled(receiver) if hooked else None,
+                )  # fmt: skip
+            rounds.append((done[False], done[True]))
         # The delivery latency below saturation: bookings offered at a steady rate, the
         # deliveries sharing the workers with the sagas.
         paced = run_sagas(f"webhooks, {WEBHOOKS_PACED:g} bookings/s offered", "happy",
