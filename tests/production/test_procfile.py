@@ -9,9 +9,16 @@ import os
 import re
 import subprocess
 import sys
+from datetime import date, timedelta
 
+import pytest
+import standardwebhooks
+
+from devtools.harness import PostgresCluster, RedisServer, create_database
 from tests.conftest import ROOT
 
+from ..webhooks.receiver import Receiver
+from .servers import Process, Web, migrate_and_seed, needs_servers, procfile_command, production_env
 from .test_settings import GOOD
 
 # Set per run by the test environment; a deployment that leaves them unset gets the defaults.
@@ -63,3 +70,58 @@ def test_the_example_layout_of_the_production_docs_consumes_every_queue():
     # Its commands, with their continuation lines joined.
     commands = re.sub(r"\\\n\s*", " ", text).splitlines()
     assert consumed(commands) == production_queues()
+
+
+SPLIT = ["worker_fraud", "worker_payments", "worker_inventory", "worker_notifications",
+         "worker_webhooks"]  # fmt: skip
+
+
+@pytest.mark.integration
+@needs_servers()
+def test_the_procfiles_split_workers_complete_a_booking_and_deliver_its_webhooks(tmp_path):
+    """The Procfile's web and its five per-queue workers, as a process manager starts them, with
+    the production settings, on a throwaway PostgreSQL and Redis: a client subscribes through
+    the API, books, and receives booking.created and booking.completed, signed."""
+    receiver = Receiver()
+    with PostgresCluster() as postgres, RedisServer() as redis:
+        create_database(postgres.url(), "bookings")
+        env = production_env(
+            postgres.url("bookings"), redis.url(), METRICS_ROOT=str(tmp_path),
+            WEBHOOK_REQUIRE_HTTPS="0", WEBHOOK_ALLOWED_NETWORKS="127.0.0.1/32",
+        )  # fmt: skip
+        token = migrate_and_seed(env)["waiting-client"]
+        web = Web(env, tmp_path)
+        workers = [
+            Process(["sh", "-c", procfile_command(name)], env, tmp_path / f"{name}.log")
+            for name in SPLIT
+        ]
+        try:
+            answer = web.request(
+                "POST", "/api/v1/webhook-endpoints/", token,
+                json={"url": receiver.url, "event_types": []},
+            )  # fmt: skip
+            assert answer.status_code == 201, answer.text
+            secret = answer.json()["secret"]
+            check_in = date.today() + timedelta(days=30)
+            answer = web.request(
+                "POST", "/api/v1/bookings/", token,
+                json={
+                    "resource": "garden-room", "check_in": check_in.isoformat(),
+                    "check_out": (check_in + timedelta(days=2)).isoformat(),
+                    "guest_name": "Split Layout", "guest_email": "split@example.com",
+                    "payment_token": "tok_visa",
+                },
+            )  # fmt: skip
+            assert answer.status_code == 201, answer.text
+            booking = answer.json()["id"]
+            received = receiver.wait_for(2, timeout=120)
+            verifier = standardwebhooks.Webhook(secret)
+            events = [verifier.verify(r.body, r.headers) for r in received]
+            assert [(e["type"], e["subject"]) for e in events] == [
+                ("booking.created", booking),
+                ("booking.completed", booking),
+            ]
+        finally:
+            for process in [*workers, web]:
+                process.stop()
+            receiver.stop()
