@@ -5,10 +5,8 @@ either layout, so a deployment that split its workers sent no webhook)."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
+from collections.abc import Iterator
 from datetime import date, timedelta
 
 import pytest
@@ -19,24 +17,16 @@ from tests.conftest import ROOT
 
 from ..webhooks.receiver import Receiver
 from .servers import Process, Web, migrate_and_seed, needs_servers, procfile_command, production_env
-from .test_settings import GOOD
-
-# Set per run by the test environment; a deployment that leaves them unset gets the defaults.
-ROUTING = ("CELERY_QUEUE", "BOOKING_QUEUE_", "WEBHOOK_QUEUE", "DJANGO_", "CACHE_URL")
+from .test_settings import GOOD, manage
 
 
 def production_queues() -> set[str]:
-    """The queues of the production settings with their default names."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(ROUTING)}
-    env = {**env, **GOOD}
+    """The queues of the production settings, with their default names."""
     script = (
         "from django.conf import settings\n"
         "for q in settings.CELERY_TASK_QUEUES: print('QUEUE', q.name)"
     )
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", script],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = manage("shell", "-c", script, env=GOOD)
     assert result.returncode == 0, result.stderr
     return {line.split()[1] for line in result.stdout.splitlines() if line.startswith("QUEUE ")}
 
@@ -72,17 +62,25 @@ def test_the_example_layout_of_the_production_docs_consumes_every_queue():
     assert consumed(commands) == production_queues()
 
 
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.stop()
+
+
 SPLIT = ["worker_fraud", "worker_payments", "worker_inventory", "worker_notifications",
          "worker_webhooks"]  # fmt: skip
 
 
 @pytest.mark.integration
 @needs_servers()
-def test_the_procfiles_split_workers_complete_a_booking_and_deliver_its_webhooks(tmp_path):
+def test_the_procfiles_split_workers_complete_a_booking_and_deliver_its_webhooks(
+    tmp_path, receiver
+):
     """The Procfile's web and its five per-queue workers, as a process manager starts them, with
     the production settings, on a throwaway PostgreSQL and Redis: a client subscribes through
     the API, books, and receives booking.created and booking.completed, signed."""
-    receiver = Receiver()
     with PostgresCluster() as postgres, RedisServer() as redis:
         create_database(postgres.url(), "bookings")
         env = production_env(
@@ -124,4 +122,3 @@ def test_the_procfiles_split_workers_complete_a_booking_and_deliver_its_webhooks
         finally:
             for process in [*workers, web]:
                 process.stop()
-            receiver.stop()

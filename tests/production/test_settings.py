@@ -22,8 +22,13 @@ GOOD = {
 }
 
 
+# Set per run by the test environment (its database, broker, cache and queue names): a
+# production process here gets only what each test gives it, and the defaults otherwise.
+TEST_RUN = ("DJANGO_", "CACHE_URL", "CELERY_QUEUE", "BOOKING_QUEUE_", "WEBHOOK_QUEUE")
+
+
 def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CACHE_URL"))}
+    base = {k: v for k, v in os.environ.items() if not k.startswith(TEST_RUN)}
     base = {k: v for k, v in base.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
     base.pop("COORDINATION_CACHE_URL", None)
     return subprocess.run(
